@@ -1,0 +1,54 @@
+"""Curvature Explorer: a visual laboratory for second-order optimization.
+
+The public API (stable; notebooks and external checks rely on these names)::
+
+    import explorer as ex
+    p = ex.problem("digits_mlp", dtype=torch.float64, seed=0)
+    op = ex.curvature("ggn", p, p.theta0)   # .matvec .matmat .dense .diag .solve
+
+Every curvature matrix is that of the mean loss h(θ) = (1/N) Σ L(y_i, f(x_i; θ)) over
+a flat parameter vector in the order of ``model.parameters()`` (THEORY.md).
+"""
+
+from explorer.curvature import (
+    CURVATURES,
+    CurvatureOperator,
+    CurvatureSpec,
+    DenseTooLargeError,
+    IndefiniteCurvatureError,
+    curvature,
+    register_curvature,
+)
+from explorer.options import Option
+from explorer.problems import (
+    PROBLEMS,
+    Batch,
+    LossSpec,
+    Problem,
+    ProblemSpec,
+    problem,
+    register_problem,
+)
+from explorer.registry import Registry, UnknownKeyError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CURVATURES",
+    "PROBLEMS",
+    "Batch",
+    "CurvatureOperator",
+    "CurvatureSpec",
+    "DenseTooLargeError",
+    "IndefiniteCurvatureError",
+    "LossSpec",
+    "Option",
+    "Problem",
+    "ProblemSpec",
+    "Registry",
+    "UnknownKeyError",
+    "curvature",
+    "problem",
+    "register_curvature",
+    "register_problem",
+]

@@ -1,0 +1,39 @@
+r"""The generalized Gauss-Newton matrix (Schraudolph 2002).
+
+.. math:: G = \frac1N \sum_n J_n^\top \nabla^2_z L(y_n, z_n) J_n
+
+PSD whenever L is convex in z. The Hessian is G plus the residual term
+:math:`\frac1N \sum_n \sum_c [\nabla_z L_n]_c \nabla^2_θ z_{n,c}` (THEORY.md §2).
+For linear least squares G equals the Hessian exactly.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from explorer.curvature.gram import OutputGramOperator
+from explorer.problems.likelihoods import symmetric_sqrt_factor
+
+
+class GGNOperator(OutputGramOperator):
+    """G = (1/N) Σ Jᵀ ∇²_z L J, with the labels' output Hessian."""
+
+    key = "ggn"
+    label = "Generalized Gauss-Newton (GGN)"
+    description = (
+        "G = (1/N) Σ_n J_nᵀ ∇²_z L(y_n, z_n) J_n: "
+        "the Hessian without the residual term."
+    )
+    exact = True
+
+    @property
+    def psd(self) -> bool:  # type: ignore[override]
+        return self.problem.loss.convex
+
+    def output_product(self, u: Tensor) -> Tensor:
+        return self.problem.loss.output_hessian_vp(self.outputs, self.targets, u)
+
+    def output_factors(self) -> tuple[Tensor, Tensor | None]:
+        hessians = self.problem.loss.output_hessian(self.outputs, self.targets)
+        factors, signs = symmetric_sqrt_factor(hessians)
+        return factors, (None if self.problem.loss.convex else signs)

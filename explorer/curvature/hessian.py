@@ -1,0 +1,58 @@
+r"""The Hessian :math:`H = \nabla^2 h(θ)` of the mean objective.
+
+MLPs use a hand-written R-operator over cached activations (about one gradient per
+product at a fixed θ); other models use forward-over-reverse ``torch.func``. H can be
+indefinite; ``solve`` then raises :class:`IndefiniteCurvatureError` with a remedy.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.func import grad, jvp, vmap
+
+from explorer.curvature.base import CurvatureOperator
+from explorer.curvature.linearization import as_rows
+from explorer.curvature.mlp import MLPForward, mlp_layers
+
+
+class HessianOperator(CurvatureOperator):
+    """H = ∇²h: the exact Hessian of the mean loss on the batch."""
+
+    key = "hessian"
+    label = "Hessian"
+    description = "H = ∇²h(θ): exact second derivatives; indefinite away from minima."
+    psd = False
+    exact = True
+
+    def _setup(self) -> None:
+        layers = mlp_layers(self.problem)
+        if layers is not None:
+            self._rows_product = self._mlp_product(layers)
+        else:
+            self._rows_product = self._functional_product()
+
+    def _mlp_product(self, layers):
+        loss, n = self.problem.loss, self.batch.size
+        inputs, targets = self.batch
+        forward = MLPForward(layers, self.theta, inputs, second_order=True)
+        outputs = forward.outputs
+        gradient_pass = forward.gradient_pass(loss.output_grad(outputs, targets) / n)
+
+        def output_hessian_vp(u: Tensor) -> Tensor:
+            return loss.output_hessian_vp(outputs, targets, u) / n
+
+        return lambda rows: forward.hessian_products(
+            rows, gradient_pass, output_hessian_vp
+        )
+
+    def _functional_product(self):
+        problem, batch, theta = self.problem, self.batch, self.theta
+        gradient = grad(lambda t: problem.objective(t, batch))
+
+        def one(v: Tensor) -> Tensor:
+            return jvp(gradient, (theta,), (v,))[1]
+
+        return vmap(one)
+
+    def _matmat(self, matrix: Tensor) -> Tensor:
+        return self._rows_product(as_rows(matrix)).T

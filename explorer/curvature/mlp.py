@@ -1,0 +1,268 @@
+r"""Hand-written passes for MLPs (``nn.Linear`` + elementwise activations).
+
+At a fixed θ the forward pass is run once and its activations cached; then every
+Jacobian-vector product, vector-Jacobian product and Hessian-vector product costs a
+few matrix multiplies with no autograd overhead (PERF_NOTES.md: about 0.6–0.7 of a
+gradient for a GGN product). All products take a leading batch dimension K so that
+blocks of columns are computed with single matrix multiplies.
+
+Notation for layer l = 1..L (rows are examples):
+``s_l = a_{l-1} W_lᵀ + b_l``, ``a_l = φ_l(s_l)``, ``a_0 = x``, ``z = a_L``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from explorer.problems.base import LinearLayer, Problem
+
+#: (g_l, δ_l) per layer: gradients of h w.r.t. activations and pre-activations.
+GradientPass = tuple[list[Tensor], list[Tensor]]
+
+#: name -> (φ'(s, a), φ''(s, a)) given pre-activation s and activation a = φ(s).
+Derivatives = tuple[
+    Callable[[Tensor, Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]
+]
+
+
+def _sigmoid_prime(s: Tensor, a: Tensor) -> Tensor:
+    return a * (1 - a)
+
+
+ACTIVATION_DERIVATIVES: dict[type[nn.Module], Derivatives] = {
+    nn.Tanh: (lambda s, a: 1 - a * a, lambda s, a: -2 * a * (1 - a * a)),
+    nn.Sigmoid: (_sigmoid_prime, lambda s, a: _sigmoid_prime(s, a) * (1 - 2 * a)),
+    nn.ReLU: (lambda s, a: (s > 0).to(s.dtype), lambda s, a: torch.zeros_like(s)),
+    nn.Softplus: (
+        lambda s, a: torch.sigmoid(s),
+        lambda s, a: _sigmoid_prime(s, torch.sigmoid(s)),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class MLPLayer:
+    """One linear layer and the activation module that follows it (or None)."""
+
+    linear: LinearLayer
+    activation: nn.Module | None
+
+
+def mlp_layers(problem: Problem) -> tuple[MLPLayer, ...] | None:
+    """The problem's model as MLP layers, or None when it is not a plain MLP.
+
+    A plain MLP is an ``nn.Sequential`` alternating ``nn.Linear`` with at most one
+    supported elementwise activation (tanh, sigmoid, ReLU, softplus) after each.
+    Softplus counts only with its default beta and threshold.
+    """
+    model = problem.model
+    if not isinstance(model, nn.Sequential) or not problem.layers:
+        return None
+    linears = iter(problem.layers)
+    layers: list[MLPLayer] = []
+    for module in model:
+        if isinstance(module, nn.Linear):
+            layers.append(MLPLayer(next(linears), None))
+        elif (
+            type(module) in ACTIVATION_DERIVATIVES
+            and layers
+            and (layers[-1].activation is None)
+        ):
+            if isinstance(module, nn.Softplus) and (
+                module.beta != 1 or module.threshold != 20
+            ):
+                return None
+            layers[-1] = MLPLayer(layers[-1].linear, module)
+        elif isinstance(module, nn.Identity):
+            continue
+        else:
+            return None
+    return tuple(layers)
+
+
+class MLPForward:
+    """A forward pass of an MLP at (θ, x) with everything products need cached.
+
+    Args:
+        layers: From :func:`mlp_layers`.
+        theta: Flat parameters (P,).
+        inputs: Inputs x (N, D).
+        second_order: Also cache φ'' (needed by Hessian products).
+    """
+
+    def __init__(
+        self,
+        layers: tuple[MLPLayer, ...],
+        theta: Tensor,
+        inputs: Tensor,
+        second_order: bool = False,
+    ) -> None:
+        self.layers = layers
+        self.num_params = theta.numel()
+        self.dtype, self.device = theta.dtype, theta.device
+        self.weights: list[Tensor] = []
+        self.biases: list[Tensor | None] = []
+        self.inputs_to: list[Tensor] = []  # a_{l-1}
+        self.slopes: list[Tensor | None] = []  # φ'_l(s_l); None for identity
+        self.curvatures: list[Tensor | None] = []  # φ''_l(s_l)
+        a = inputs
+        with torch.no_grad():
+            for layer in layers:
+                lin = layer.linear
+                weight = theta[lin.weight].view(lin.out_features, lin.in_features)
+                bias = theta[lin.bias] if lin.bias is not None else None
+                self.weights.append(weight)
+                self.biases.append(bias)
+                self.inputs_to.append(a)
+                s = a @ weight.T if bias is None else torch.addmm(bias, a, weight.T)
+                if layer.activation is None:
+                    a = s
+                    self.slopes.append(None)
+                    self.curvatures.append(None)
+                    continue
+                a = layer.activation(s)
+                prime, second = ACTIVATION_DERIVATIVES[type(layer.activation)]
+                self.slopes.append(prime(s, a))
+                self.curvatures.append(second(s, a) if second_order else None)
+        self.outputs = a
+
+    # ----------------------------------------------------------------- helpers
+    def _split(self, vectors: Tensor, index: int) -> tuple[Tensor, Tensor | None]:
+        """Weight (K, out, in) and bias (K, out) parts of ``vectors`` (K, P)."""
+        lin = self.layers[index].linear
+        k = vectors.shape[0]
+        weight = vectors[:, lin.weight].view(k, lin.out_features, lin.in_features)
+        bias = vectors[:, lin.bias] if lin.bias is not None else None
+        return weight, bias
+
+    def _scale(self, values: Tensor, slope: Tensor | None) -> Tensor:
+        return values if slope is None else values * slope
+
+    # ---------------------------------------------------------------- products
+    def _pre_tangents(self, vectors: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Forward tangents ṡ_l (K, N, out_l) of every layer and ż (K, N, C)."""
+        tangent = None  # ȧ_{l-1}; ȧ_0 = 0 since inputs do not depend on θ
+        pre_tangents: list[Tensor] = []
+        for index, weight in enumerate(self.weights):
+            v_weight, v_bias = self._split(vectors, index)
+            s_dot = self.inputs_to[index] @ v_weight.transpose(1, 2)
+            if v_bias is not None:
+                s_dot = s_dot + v_bias.unsqueeze(1)
+            if tangent is not None:
+                s_dot = s_dot + tangent @ weight.T
+            pre_tangents.append(s_dot)
+            tangent = self._scale(s_dot, self.slopes[index])
+        return pre_tangents, tangent
+
+    def jvp(self, vectors: Tensor) -> Tensor:
+        """J V: output tangents (K, N, C) for parameter directions ``vectors`` (K, P)."""
+        return self._pre_tangents(vectors)[1]
+
+    def backprop(self, cotangents: Tensor) -> list[Tensor]:
+        """Back-propagates output cotangents (K, N, C) to every layer's pre-activation.
+
+        Returns:
+            δ_l (K, N, out_l) for each layer, in layer order.
+        """
+        deltas: list[Tensor] = []
+        grad_a = cotangents
+        for index in reversed(range(len(self.weights))):
+            delta = self._scale(grad_a, self.slopes[index])
+            deltas.append(delta)
+            if index > 0:
+                grad_a = delta @ self.weights[index]
+        return deltas[::-1]
+
+    def _assemble(self, weight_grads, bias_grads, k: int) -> Tensor:
+        out = torch.empty(k, self.num_params, dtype=self.dtype, device=self.device)
+        for index, layer in enumerate(self.layers):
+            lin = layer.linear
+            out[:, lin.weight] = weight_grads[index].reshape(k, -1)
+            if lin.bias is not None:
+                out[:, lin.bias] = bias_grads[index]
+        return out
+
+    def vjp(self, cotangents: Tensor) -> Tensor:
+        """Jᵀ U: parameter gradients (K, P) of output cotangents ``U`` (K, N, C)."""
+        deltas = self.backprop(cotangents)
+        weight_grads = [
+            delta.transpose(1, 2) @ a
+            for delta, a in zip(deltas, self.inputs_to, strict=True)
+        ]
+        bias_grads = [delta.sum(1) for delta in deltas]
+        return self._assemble(weight_grads, bias_grads, cotangents.shape[0])
+
+    def squared_jacobian_diagonal(
+        self, factors: Tensor, signs: Tensor | None
+    ) -> Tensor:
+        """Σ_n Σ_k s_nk (J_nᵀ r_nk)² elementwise (P,), no 1/N.
+
+        Args:
+            factors: Output factors r (N, C, K).
+            signs: Weights s (N, K), or None for all ones.
+        """
+        deltas = self.backprop(factors.permute(2, 0, 1))  # each (K, N, out)
+        result = torch.empty(self.num_params, dtype=self.dtype, device=self.device)
+        for delta, a, layer in zip(deltas, self.inputs_to, self.layers, strict=True):
+            squared = delta.pow(2)
+            if signs is not None:
+                squared = squared * signs.T.unsqueeze(-1)
+            squared = squared.sum(0)  # (N, out)
+            lin = layer.linear
+            result[lin.weight] = (squared.T @ a.pow(2)).reshape(-1)
+            if lin.bias is not None:
+                result[lin.bias] = squared.sum(0)
+        return result
+
+    def hessian_products(
+        self, vectors: Tensor, gradient_pass: GradientPass, output_hessian_vp
+    ) -> Tensor:
+        r"""H V for the objective (1/N) Σ L(y_n, z_n) by Pearlmutter's R-operator.
+
+        Args:
+            vectors: Directions (K, P).
+            gradient_pass: From :meth:`gradient_pass` at this point.
+            output_hessian_vp: ``u (K, N, C) -> ∇²_z L u / N``.
+
+        Returns:
+            (K, P). Backward tangents:
+            δ̇_l = ġ_l ⊙ φ'_l + g_l ⊙ φ''_l ⊙ ṡ_l, ġ_{l-1} = δ̇_l W_l + δ_l V_l,
+            and (HV)_{W_l} = δ̇_lᵀ a_{l-1} + δ_lᵀ ȧ_{l-1}.
+        """
+        grads_a, deltas = gradient_pass
+        pre_tangents, out_tangent = self._pre_tangents(vectors)
+        k = vectors.shape[0]
+        grad_a_dot = output_hessian_vp(out_tangent)
+        weight_grads: list[Tensor] = [None] * len(self.weights)  # type: ignore[list-item]
+        bias_grads: list[Tensor] = [None] * len(self.weights)  # type: ignore[list-item]
+        for index in reversed(range(len(self.weights))):
+            slope, second = self.slopes[index], self.curvatures[index]
+            delta_dot = self._scale(grad_a_dot, slope)
+            if second is not None:
+                delta_dot = delta_dot + grads_a[index] * second * pre_tangents[index]
+            a_prev = self.inputs_to[index]
+            weight_grad = delta_dot.transpose(1, 2) @ a_prev
+            if index > 0:
+                a_prev_dot = self._scale(
+                    pre_tangents[index - 1], self.slopes[index - 1]
+                )
+                weight_grad = weight_grad + deltas[index].T @ a_prev_dot
+                v_weight, _ = self._split(vectors, index)
+                grad_a_dot = delta_dot @ self.weights[index] + deltas[index] @ v_weight
+            weight_grads[index] = weight_grad
+            bias_grads[index] = delta_dot.sum(1)
+        return self._assemble(weight_grads, bias_grads, k)
+
+    def gradient_pass(self, output_grad: Tensor) -> GradientPass:
+        """g_l = ∂h/∂a_l and δ_l = ∂h/∂s_l (N, out_l) for ``output_grad`` = ∂h/∂z."""
+        grads_a, deltas = [None] * len(self.weights), [None] * len(self.weights)
+        grad_a = output_grad
+        for index in reversed(range(len(self.weights))):
+            grads_a[index] = grad_a
+            deltas[index] = self._scale(grad_a, self.slopes[index])
+            grad_a = deltas[index] @ self.weights[index]
+        return grads_a, deltas

@@ -1,0 +1,240 @@
+"""Small neural networks on shipped or generated data: moons, digits, autoencoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from explorer.options import Option
+from explorer.problems.base import Problem, problem_from_model
+from explorer.problems.likelihoods import BernoulliLoss, CategoricalLoss
+from explorer.problems.models import ACTIVATIONS, init_uniform, mlp
+from explorer.problems.spec import BuildContext, ProblemSpec
+
+
+def hidden_option(default: tuple[int, ...]) -> Option:
+    return Option(
+        "hidden",
+        default,
+        "Hidden layer widths, e.g. 32 or 64,32.",
+        low=1,
+        high=4096,
+        kind="ints",
+    )
+
+
+def activation_option(default: str = "tanh") -> Option:
+    return Option(
+        "activation",
+        default,
+        "Elementwise activation of the hidden layers.",
+        choices=tuple(name for name in ACTIVATIONS if name != "identity"),
+    )
+
+
+def test_fraction_option(default: float) -> Option:
+    return Option(
+        "test_fraction",
+        default,
+        "Fraction of the examples held out as a test set (0 keeps all for training).",
+        low=0.0,
+        high=0.9,
+    )
+
+
+def split(
+    n: int, test_fraction: float, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """A seeded random split of range(n) into (train, test) index tensors."""
+    order = torch.randperm(n, generator=generator)
+    n_test = round(test_fraction * n)
+    return order[n_test:], order[:n_test]
+
+
+def _network_problem(
+    sizes, options, context, *, inputs, targets, train, test, **fields
+) -> Problem:
+    model = mlp(sizes, options["activation"]).double()
+    init_uniform(model, context.generator)
+    test_fields = {}
+    if len(test):
+        test_fields = {
+            "test_inputs": context.tensor(inputs[test]),
+            "test_targets": targets[test].to(context.device),
+        }
+    return problem_from_model(
+        model,
+        context.dtype,
+        context.device,
+        inputs=context.tensor(inputs[train]),
+        targets=targets[train].to(context.device),
+        options=options,
+        **test_fields,
+        **fields,
+    )
+
+
+# ------------------------------------------------------------------ moons_mlp
+def build_moons_mlp(options: dict[str, Any], context: BuildContext) -> Problem:
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(
+        n_samples=options["num_samples"],
+        noise=options["noise"],
+        random_state=context.seed,
+    )
+    inputs = torch.as_tensor(x, dtype=torch.float64)
+    targets = torch.as_tensor(y, dtype=torch.long)
+    train, test = split(len(x), options["test_fraction"], context.generator)
+    return _network_problem(
+        (2, *options["hidden"], 2),
+        options,
+        context,
+        inputs=inputs,
+        targets=targets,
+        train=train,
+        test=test,
+        key="moons_mlp",
+        label=f"Two moons, MLP 2-{'-'.join(map(str, options['hidden']))}-2",
+        loss=CategoricalLoss(2),
+        description=MOONS_MLP.description,
+    )
+
+
+MOONS_MLP = ProblemSpec(
+    key="moons_mlp",
+    label="Two moons (small MLP)",
+    build=build_moons_mlp,
+    options=(
+        Option(
+            "num_samples", 200, "Number of points (train + test).", low=8, high=100_000
+        ),
+        Option(
+            "noise",
+            0.2,
+            "Std. dev. of the Gaussian noise on the moons.",
+            low=0.0,
+            high=2.0,
+        ),
+        hidden_option((16,)),
+        activation_option(),
+        test_fraction_option(0.25),
+    ),
+    description=(
+        "Two interleaving half-moons (scikit-learn's generator), classified by a small "
+        "MLP with softmax cross-entropy. Small enough for dense matrices; the decision "
+        "boundary shows each optimizer in function space."
+    ),
+    tags=frozenset({"classification", "inputs_2d"}),
+)
+
+
+# ----------------------------------------------------------------- digits data
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8×8 digits: pixels (1797, 64) in [0, 16] and labels."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    return data.data.astype(np.float64), data.target.astype(np.int64)
+
+
+def build_digits_mlp(options: dict[str, Any], context: BuildContext) -> Problem:
+    pixels, labels = load_digits_arrays()
+    train, test = split(len(pixels), options["test_fraction"], context.generator)
+    if options["train_size"] is not None:
+        train = train[: options["train_size"]]
+    inputs = torch.as_tensor(pixels)
+    # Standardize with training statistics only; constant pixels stay at zero.
+    mean, std = inputs[train].mean(0), inputs[train].std(0)
+    inputs = (inputs - mean) / torch.where(std > 0, std, torch.ones_like(std))
+    sizes = (64, *options["hidden"], 10)
+    return _network_problem(
+        sizes,
+        options,
+        context,
+        inputs=inputs,
+        targets=torch.as_tensor(labels),
+        train=train,
+        test=test,
+        key="digits_mlp",
+        label=f"Digits, MLP {'-'.join(map(str, sizes))}",
+        loss=CategoricalLoss(10),
+        description=DIGITS_MLP.description,
+    )
+
+
+DIGITS_MLP = ProblemSpec(
+    key="digits_mlp",
+    label="Digits 8×8 (MLP)",
+    build=build_digits_mlp,
+    options=(
+        hidden_option((32,)),
+        activation_option(),
+        test_fraction_option(0.2),
+        Option(
+            "train_size",
+            None,
+            "Use only this many training examples (default: all).",
+            low=1,
+            high=1797,
+            kind="int",
+            nullable=True,
+        ),
+    ),
+    description=(
+        "scikit-learn's bundled 1,797 handwritten 8×8 digits, standardized pixels, "
+        "10-way softmax cross-entropy with an MLP of configurable width and "
+        "activation. 64-32-10 has P = 2,410 parameters: dense matrices fit."
+    ),
+    tags=frozenset({"classification", "real_data"}),
+)
+
+
+# ---------------------------------------------------------- digits_autoencoder
+def build_digits_autoencoder(options: dict[str, Any], context: BuildContext) -> Problem:
+    pixels, _ = load_digits_arrays()
+    binary = torch.as_tensor(pixels / 16.0 > 0.5, dtype=torch.float64)
+    train, test = split(len(pixels), options["test_fraction"], context.generator)
+    encoder = tuple(options["hidden"])
+    sizes = (64, *encoder, *encoder[-2::-1], 64)
+    return _network_problem(
+        sizes,
+        options,
+        context,
+        inputs=binary,
+        targets=binary.to(context.dtype),
+        train=train,
+        test=test,
+        key="digits_autoencoder",
+        label=f"Digits autoencoder {'-'.join(map(str, sizes))}",
+        loss=BernoulliLoss(64),
+        description=DIGITS_AUTOENCODER.description,
+    )
+
+
+DIGITS_AUTOENCODER = ProblemSpec(
+    key="digits_autoencoder",
+    label="Digits autoencoder (Bernoulli)",
+    build=build_digits_autoencoder,
+    options=(
+        Option(
+            "hidden",
+            (32, 16, 8),
+            "Encoder widths down to the code; the decoder mirrors them.",
+            low=1,
+            high=1024,
+            kind="ints",
+        ),
+        activation_option(),
+        test_fraction_option(0.2),
+    ),
+    description=(
+        "A deep autoencoder reconstructing binarized 8×8 digits through a narrow "
+        "code, with independent Bernoulli outputs (logits): a miniature of the "
+        "classic autoencoder benchmark of the Hessian-free and K-FAC papers."
+    ),
+    tags=frozenset({"real_data"}),
+)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from abc import abstractmethod
 
+import torch
 from torch import Tensor
 
 from explorer.curvature.base import CurvatureOperator
 from explorer.curvature.linearization import as_rows, linearize
+from explorer.curvature.mlp import MLPForward
+from explorer.curvature.mlp_dense import dense_mlp_curvature
 
 
 class OutputGramOperator(CurvatureOperator):
@@ -39,6 +42,21 @@ class OutputGramOperator(CurvatureOperator):
         n = self.batch.size
         tangents = self.linearization.jvp(as_rows(matrix))
         return self.linearization.vjp(self.output_product(tangents) / n).T
+
+    def output_matrices(self) -> Tensor:
+        """M_n (N, C, C), from ``output_product`` on the identity."""
+        n, c = self.outputs.shape
+        eye = torch.eye(c, dtype=self.dtype, device=self.device)
+        columns = self.output_product(
+            eye.unsqueeze(1).expand(c, n, c)
+        )  # [k, n, :] = M_n e_k
+        return columns.permute(1, 2, 0)
+
+    def _dense(self) -> Tensor:
+        if isinstance(self.linearization, MLPForward):
+            scaled = self.output_matrices() / self.batch.size
+            return dense_mlp_curvature(self.linearization, scaled, None)
+        return super()._dense()
 
     def _diag(self) -> Tensor:
         factors, signs = self.output_factors()

@@ -13,6 +13,7 @@ from torch.func import grad, jvp, vmap
 from explorer.curvature.base import CurvatureOperator
 from explorer.curvature.linearization import as_rows
 from explorer.curvature.mlp import MLPForward, mlp_layers
+from explorer.curvature.mlp_dense import dense_mlp_curvature
 
 
 class HessianOperator(CurvatureOperator):
@@ -26,6 +27,7 @@ class HessianOperator(CurvatureOperator):
 
     def _setup(self) -> None:
         layers = mlp_layers(self.problem)
+        self._mlp = None
         if layers is not None:
             self._rows_product = self._mlp_product(layers)
         else:
@@ -37,6 +39,7 @@ class HessianOperator(CurvatureOperator):
         forward = MLPForward(layers, self.theta, inputs, second_order=True)
         outputs = forward.outputs
         gradient_pass = forward.gradient_pass(loss.output_grad(outputs, targets) / n)
+        self._mlp = (forward, gradient_pass, outputs, targets)
 
         def output_hessian_vp(u: Tensor) -> Tensor:
             return loss.output_hessian_vp(outputs, targets, u) / n
@@ -56,3 +59,10 @@ class HessianOperator(CurvatureOperator):
 
     def _matmat(self, matrix: Tensor) -> Tensor:
         return self._rows_product(as_rows(matrix)).T
+
+    def _dense(self) -> Tensor:
+        if self._mlp is None:
+            return super()._dense()
+        forward, gradient_pass, outputs, targets = self._mlp
+        scaled = self.problem.loss.output_hessian(outputs, targets) / self.batch.size
+        return dense_mlp_curvature(forward, scaled, gradient_pass)

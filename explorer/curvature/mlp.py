@@ -55,11 +55,14 @@ class MLPLayer:
 def mlp_layers(problem: Problem) -> tuple[MLPLayer, ...] | None:
     """The problem's model as MLP layers, or None when it is not a plain MLP.
 
-    A plain MLP is an ``nn.Sequential`` alternating ``nn.Linear`` with at most one
-    supported elementwise activation (tanh, sigmoid, ReLU, softplus) after each.
+    A plain MLP is a single ``nn.Linear`` or an ``nn.Sequential`` alternating
+    ``nn.Linear`` with at most one supported elementwise activation (tanh, sigmoid,
+    ReLU, softplus) after each.
     Softplus counts only with its default beta and threshold.
     """
     model = problem.model
+    if isinstance(model, nn.Linear):
+        return (MLPLayer(problem.layers[0], None),)
     if not isinstance(model, nn.Sequential) or not problem.layers:
         return None
     linears = iter(problem.layers)

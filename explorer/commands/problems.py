@@ -1,0 +1,59 @@
+"""``python -m explorer problems``: list problems and curvatures with their options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "List the registered problems and curvatures with their options (JSON)."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help="Write the JSON here instead of stdout.")
+
+
+def catalog() -> dict:
+    """Problems and curvatures with their declared options, as plain data."""
+    import explorer as ex
+
+    def options(schema):
+        return {
+            opt.name: {
+                "default": opt.default,
+                "help": opt.help,
+                "allowed": opt.range_text(),
+            }
+            for opt in schema
+        }
+
+    return {
+        "problems": {
+            key: {
+                "label": spec.label,
+                "description": spec.description,
+                "options": options(spec.options),
+            }
+            for key, spec in ex.PROBLEMS.items()
+        },
+        "curvatures": {
+            key: {
+                "label": spec.label,
+                "description": spec.description,
+                "psd": spec.psd,
+                "exact": spec.exact,
+                "reference": spec.reference,
+                "options": options(spec.options),
+            }
+            for key, spec in ex.CURVATURES.items()
+        },
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    text = json.dumps(catalog(), indent=2, ensure_ascii=False)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+    else:
+        print(text)
+    return 0

@@ -135,32 +135,47 @@ class MLPForward:
 
     # ----------------------------------------------------------------- helpers
     def _split(self, vectors: Tensor, index: int) -> tuple[Tensor, Tensor | None]:
-        """Weight (K, out, in) and bias (K, out) parts of ``vectors`` (K, P)."""
+        """Weight (..., out, in) and bias (..., out) parts of ``vectors`` (..., P)."""
         lin = self.layers[index].linear
-        k = vectors.shape[0]
-        weight = vectors[:, lin.weight].view(k, lin.out_features, lin.in_features)
-        bias = vectors[:, lin.bias] if lin.bias is not None else None
+        lead = vectors.shape[:-1]
+        weight = vectors[..., lin.weight].view(*lead, lin.out_features, lin.in_features)
+        bias = vectors[..., lin.bias] if lin.bias is not None else None
         return weight, bias
+
+    @staticmethod
+    def _single(function):
+        """Runs a (K, ...) product on 2-D tensors when K = 1 (batched matmuls of one
+        matrix are several times slower than plain ones).
+        """
+
+        def wrapped(self, batched: Tensor, *args):
+            if batched.shape[0] == 1:
+                return function(self, batched[0], *args).unsqueeze(0)
+            return function(self, batched, *args)
+
+        wrapped.__doc__ = function.__doc__
+        return wrapped
 
     def _scale(self, values: Tensor, slope: Tensor | None) -> Tensor:
         return values if slope is None else values * slope
 
     # ---------------------------------------------------------------- products
     def _pre_tangents(self, vectors: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Forward tangents ṡ_l (K, N, out_l) of every layer and ż (K, N, C)."""
+        """Forward tangents ṡ_l ([K,] N, out_l) of every layer and ż ([K,] N, C)."""
         tangent = None  # ȧ_{l-1}; ȧ_0 = 0 since inputs do not depend on θ
         pre_tangents: list[Tensor] = []
         for index, weight in enumerate(self.weights):
             v_weight, v_bias = self._split(vectors, index)
-            s_dot = self.inputs_to[index] @ v_weight.transpose(1, 2)
+            s_dot = self.inputs_to[index] @ v_weight.transpose(-1, -2)
             if v_bias is not None:
-                s_dot = s_dot + v_bias.unsqueeze(1)
+                s_dot = s_dot + v_bias.unsqueeze(-2)
             if tangent is not None:
                 s_dot = s_dot + tangent @ weight.T
             pre_tangents.append(s_dot)
             tangent = self._scale(s_dot, self.slopes[index])
         return pre_tangents, tangent
 
+    @_single
     def jvp(self, vectors: Tensor) -> Tensor:
         """J V: output tangents (K, N, C) for parameter directions ``vectors`` (K, P)."""
         return self._pre_tangents(vectors)[1]
@@ -180,24 +195,25 @@ class MLPForward:
                 grad_a = delta @ self.weights[index]
         return deltas[::-1]
 
-    def _assemble(self, weight_grads, bias_grads, k: int) -> Tensor:
-        out = torch.empty(k, self.num_params, dtype=self.dtype, device=self.device)
+    def _assemble(self, weight_grads, bias_grads, lead: torch.Size) -> Tensor:
+        out = torch.empty(*lead, self.num_params, dtype=self.dtype, device=self.device)
         for index, layer in enumerate(self.layers):
             lin = layer.linear
-            out[:, lin.weight] = weight_grads[index].reshape(k, -1)
+            out[..., lin.weight] = weight_grads[index].reshape(*lead, -1)
             if lin.bias is not None:
-                out[:, lin.bias] = bias_grads[index]
+                out[..., lin.bias] = bias_grads[index]
         return out
 
+    @_single
     def vjp(self, cotangents: Tensor) -> Tensor:
         """Jᵀ U: parameter gradients (K, P) of output cotangents ``U`` (K, N, C)."""
         deltas = self.backprop(cotangents)
         weight_grads = [
-            delta.transpose(1, 2) @ a
+            delta.transpose(-1, -2) @ a
             for delta, a in zip(deltas, self.inputs_to, strict=True)
         ]
-        bias_grads = [delta.sum(1) for delta in deltas]
-        return self._assemble(weight_grads, bias_grads, cotangents.shape[0])
+        bias_grads = [delta.sum(-2) for delta in deltas]
+        return self._assemble(weight_grads, bias_grads, cotangents.shape[:-2])
 
     def squared_jacobian_diagonal(
         self, factors: Tensor, signs: Tensor | None
@@ -221,6 +237,7 @@ class MLPForward:
                 result[lin.bias] = squared.sum(0)
         return result
 
+    @_single
     def hessian_products(
         self, vectors: Tensor, gradient_pass: GradientPass, output_hessian_vp
     ) -> Tensor:
@@ -238,7 +255,6 @@ class MLPForward:
         """
         grads_a, deltas = gradient_pass
         pre_tangents, out_tangent = self._pre_tangents(vectors)
-        k = vectors.shape[0]
         grad_a_dot = output_hessian_vp(out_tangent)
         weight_grads: list[Tensor] = [None] * len(self.weights)  # type: ignore[list-item]
         bias_grads: list[Tensor] = [None] * len(self.weights)  # type: ignore[list-item]
@@ -248,7 +264,7 @@ class MLPForward:
             if second is not None:
                 delta_dot = delta_dot + grads_a[index] * second * pre_tangents[index]
             a_prev = self.inputs_to[index]
-            weight_grad = delta_dot.transpose(1, 2) @ a_prev
+            weight_grad = delta_dot.transpose(-1, -2) @ a_prev
             if index > 0:
                 a_prev_dot = self._scale(
                     pre_tangents[index - 1], self.slopes[index - 1]
@@ -257,8 +273,8 @@ class MLPForward:
                 v_weight, _ = self._split(vectors, index)
                 grad_a_dot = delta_dot @ self.weights[index] + deltas[index] @ v_weight
             weight_grads[index] = weight_grad
-            bias_grads[index] = delta_dot.sum(1)
-        return self._assemble(weight_grads, bias_grads, k)
+            bias_grads[index] = delta_dot.sum(-2)
+        return self._assemble(weight_grads, bias_grads, vectors.shape[:-1])
 
     def gradient_pass(self, output_grad: Tensor) -> GradientPass:
         """g_l = ∂h/∂a_l and δ_l = ∂h/∂s_l (N, out_l) for ``output_grad`` = ∂h/∂z."""

@@ -1,0 +1,27 @@
+"""The README's Python example runs as written."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_python_blocks_run():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_quickstart_has_exactly_two_commands_and_ci_calls_the_test_one():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    quickstart = text.split("## Quickstart", 1)[1].split("##", 1)[0]
+    commands = (
+        re.findall(r"```bash\n(.*?)```", quickstart, flags=re.S)[0].strip().splitlines()
+    )
+    assert [line.split()[0] for line in commands] == [
+        "./scripts/app.sh",
+        "./scripts/test.sh",
+    ]
+    assert "./scripts/test.sh" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

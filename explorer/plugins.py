@@ -1,0 +1,175 @@
+"""Loading user curvature plugins, never taking the caller down.
+
+A plugin is a Python file that registers one or more curvatures with
+``@ex.register_curvature``. Plugins come from, in this order:
+
+1. explicit paths (``python -m explorer ... --plugin path/to/file.py``),
+2. a ``plugins/`` folder (the app passes the one next to ``app.py``),
+3. the ``EXPLORER_PLUGINS`` environment variable (paths separated by ``:``; a folder
+   loads every ``*.py`` in it),
+4. installed packages advertising the ``explorer.curvatures`` entry-point group.
+
+Each load returns a :class:`PluginReport`; an import error, an exception while
+registering, or a registration clash becomes the report's ``error`` text instead of an
+exception. Loading the same file again replaces what it registered before, so an app
+rerun or an edited plugin never clashes with itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from explorer.curvature.base import CurvatureOperator
+from explorer.curvature.registry import CURVATURES, register_curvature
+
+ENV_VARIABLE = "EXPLORER_PLUGINS"
+ENTRY_POINT_GROUP = "explorer.curvatures"
+
+
+@dataclass(frozen=True)
+class PluginReport:
+    """What loading one plugin did.
+
+    Attributes:
+        source: The file path or ``entry point <name>``.
+        keys: Curvature keys it registered.
+        error: A readable description of what went wrong, or None.
+    """
+
+    source: str
+    keys: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> str:
+        """One line for logs and the UI."""
+        if self.error:
+            return f"{self.source}: FAILED — {self.error.strip().splitlines()[-1]}"
+        keys = ", ".join(self.keys) or "no curvature registered"
+        return f"{self.source}: {keys}"
+
+
+def _error_text(error: BaseException) -> str:
+    frames = traceback.format_exception(
+        type(error), error, error.__traceback__, limit=-3
+    )
+    return "".join(frames).strip()
+
+
+def _forget(source: str) -> None:
+    for key in [key for key, spec in CURVATURES.items() if spec.source == source]:
+        CURVATURES.unregister(key)
+
+
+def _claim(keys_before: set[str], source: str) -> tuple[str, ...]:
+    """Marks the keys registered since ``keys_before`` as coming from ``source``."""
+    added = tuple(key for key in CURVATURES if key not in keys_before)
+    for key in added:
+        spec = dataclasses.replace(CURVATURES[key], source=source)
+        CURVATURES.register(key, spec, overwrite=True)
+    return added
+
+
+def load_plugin_file(path: str | os.PathLike[str]) -> PluginReport:
+    """Imports one plugin file and reports the curvatures it registered."""
+    file = Path(path).expanduser().resolve()
+    source = str(file)
+    if not file.is_file() or file.suffix != ".py":
+        return PluginReport(source, error=f"not a Python file: {file}")
+    _forget(source)
+    digest = hashlib.sha1(source.encode()).hexdigest()[:10]
+    module_name = f"explorer_plugin_{file.stem}_{digest}"
+    keys_before = set(CURVATURES)
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        if spec is None or spec.loader is None:
+            return PluginReport(source, error=f"cannot import {file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    except Exception as error:  # a broken plugin must not take the caller down
+        sys.modules.pop(module_name, None)
+        keys = _claim(keys_before, source)
+        for key in keys:  # drop half-registered state
+            CURVATURES.unregister(key)
+        return PluginReport(source, error=_error_text(error))
+    return PluginReport(source, keys=_claim(keys_before, source))
+
+
+def plugin_files(location: str | os.PathLike[str]) -> list[Path]:
+    """The ``*.py`` files of a folder (sorted; ``_``-prefixed ones skipped) or a file."""
+    path = Path(location).expanduser()
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+    return [path]
+
+
+def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[PluginReport]:
+    """Loads installed plugins advertised under the ``explorer.curvatures`` group.
+
+    An entry point may name a module (importing it registers its curvatures) or a
+    ``CurvatureOperator`` subclass or function, which is registered under the entry
+    point's name.
+    """
+    reports = []
+    for entry in metadata.entry_points(group=group):
+        source = f"entry point {entry.name} ({entry.value})"
+        _forget(source)
+        keys_before = set(CURVATURES)
+        try:
+            target = entry.load()
+            is_operator = isinstance(target, type) and issubclass(
+                target, CurvatureOperator
+            )
+            if (is_operator or callable(target)) and entry.name not in CURVATURES:
+                register_curvature(entry.name, label=entry.name, source=source)(target)
+        except Exception as error:
+            reports.append(PluginReport(source, error=_error_text(error)))
+            continue
+        reports.append(PluginReport(source, keys=_claim(keys_before, source)))
+    return reports
+
+
+def load_plugins(
+    paths: Iterable[str | os.PathLike[str]] = (),
+    folder: str | os.PathLike[str] | None = None,
+    use_environment: bool = True,
+    use_entry_points: bool = True,
+) -> list[PluginReport]:
+    """Loads plugins from every source (see the module docstring), in order.
+
+    Returns:
+        One report per plugin file or entry point; failures are reports, not raises.
+    """
+    locations: list[Path] = []
+    for path in paths:
+        locations.extend(plugin_files(path))
+    if folder is not None and Path(folder).is_dir():
+        locations.extend(plugin_files(folder))
+    if use_environment:
+        for entry in os.environ.get(ENV_VARIABLE, "").split(os.pathsep):
+            if entry.strip():
+                locations.extend(plugin_files(entry.strip()))
+    reports: list[PluginReport] = []
+    seen: set[Path] = set()
+    for location in locations:
+        resolved = location.resolve()
+        if resolved in seen:
+            continue
+        seen.add(resolved)
+        reports.append(load_plugin_file(resolved))
+    if use_entry_points:
+        reports.extend(load_entry_points())
+    return reports

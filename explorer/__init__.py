@@ -19,6 +19,8 @@ from explorer.curvature import (
     curvature,
     register_curvature,
 )
+from explorer.history import History, load_histories, save_histories
+from explorer.optimizers import RULES, RuleSpec, UpdateRule, register_rule
 from explorer.options import Option
 from explorer.problems import (
     PROBLEMS,
@@ -30,25 +32,36 @@ from explorer.problems import (
     register_problem,
 )
 from explorer.registry import Registry, UnknownKeyError
+from explorer.runner import RunConfig, compare, run
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CURVATURES",
     "PROBLEMS",
+    "RULES",
     "Batch",
     "CurvatureOperator",
     "CurvatureSpec",
     "DenseTooLargeError",
+    "History",
     "IndefiniteCurvatureError",
     "LossSpec",
     "Option",
     "Problem",
     "ProblemSpec",
     "Registry",
+    "RuleSpec",
+    "RunConfig",
     "UnknownKeyError",
+    "UpdateRule",
+    "compare",
     "curvature",
+    "load_histories",
     "problem",
     "register_curvature",
     "register_problem",
+    "register_rule",
+    "run",
+    "save_histories",
 ]

@@ -56,6 +56,8 @@ class Option:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "bool":
             return "true or false"
+        if self.kind == "str":
+            return "any text"
         lo = "(" if self.low_exclusive else "["
         low = "-inf" if self.low is None else f"{self.low:g}"
         high = "inf" if self.high is None else f"{self.high:g}"

@@ -54,6 +54,7 @@ class OutputGramOperator(CurvatureOperator):
 
     def _dense(self) -> Tensor:
         if isinstance(self.linearization, MLPForward):
+            self.products += self.size  # counted like P products, for cost accounting
             scaled = self.output_matrices() / self.batch.size
             return dense_mlp_curvature(self.linearization, scaled, None)
         return super()._dense()

@@ -64,5 +64,6 @@ class HessianOperator(CurvatureOperator):
         if self._mlp is None:
             return super()._dense()
         forward, gradient_pass, outputs, targets = self._mlp
+        self.products += self.size  # counted like P products, for cost accounting
         scaled = self.problem.loss.output_hessian(outputs, targets) / self.batch.size
         return dense_mlp_curvature(forward, scaled, gradient_pass)

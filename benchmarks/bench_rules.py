@@ -1,0 +1,131 @@
+"""Per-step cost of every update rule on digits_mlp, relative to one sgd step.
+
+Run: ``python -m benchmarks.bench_rules [--steps 12] [--rounds 3] [--threads 1]``.
+
+Every rule runs with the settings of the app's default comparison
+(``explorer.runner.DEFAULT_COMPARISON``: digits MLP 64-32-10, P = 2,410, full-batch
+gradients, curvature on 128 examples, float64). The cost of a step is the median
+of the per-step optimizer times the History records (batch, gradient, curvature,
+solve, step size, damping; metric evaluation excluded). Rounds interleave all
+rules, and the ratio uses the medians over rounds, so every ratio comes from one
+measuring window (PERF_NOTES.md). Goals (issue 3): kfac (sampled-target factors,
+refreshed and inverted every step) ≤ 5×; hessian_free with 10 CG iterations ≤ 12×.
+
+Then it times ``compare(**DEFAULT_COMPARISON)`` end to end (metric evaluation
+included) — it must take a few seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+import explorer as ex
+from benchmarks.common import set_threads
+from explorer.runner import DEFAULT_COMPARISON
+
+GOALS = {"kfac": 5.0, "hessian_free": 12.0}
+
+#: Options that let a rule run on digits from the default start: Newton's Hessian
+#: is indefinite there, so it takes truncated Newton-CG steps instead of stopping.
+EXTRA_OPTIONS = {"newton": {"negative_curvature": "truncate"}}
+
+
+def entries() -> list[dict]:
+    out = []
+    for key in ex.RULES:
+        options = dict(EXTRA_OPTIONS.get(key, {}))
+        if key == "precondition":
+            options["curvature"] = "kfac"  # exact output factors (KFLR)
+        out.append({"rule": key, "rule_options": options})
+    return out
+
+
+def per_step_seconds(history: ex.History) -> float:
+    times = np.diff(np.asarray(history.column("wall_time")))
+    return float(np.median(times)) if len(times) else float("nan")
+
+
+def measure(steps: int, rounds: int) -> dict[str, dict[str, float]]:
+    shared = {k: v for k, v in DEFAULT_COMPARISON.items() if k not in ("rules",)}
+    shared["steps"] = steps
+    times: dict[str, list[float]] = {}
+    products: dict[str, float] = {}
+    statuses: dict[str, str] = {}
+    for index in range(rounds):
+        runs = [{**entry, "label": f"{entry['rule']}#{index}"} for entry in entries()]
+        histories = ex.compare(rules=runs, **shared)
+        for entry, history in zip(runs, histories.values(), strict=True):
+            key = entry["rule"]
+            times.setdefault(key, []).append(per_step_seconds(history))
+            products[key] = history.last("curvature_products") / max(1, steps)
+            statuses[key] = history.status
+    sgd = statistics.median(times["sgd"])
+    return {
+        key: {
+            "ratio_to_sgd": statistics.median(values) / sgd,
+            "ms_per_step": 1e3 * statistics.median(values),
+            "curvature_products_per_step": products[key],
+            "status": statuses[key],
+        }
+        for key, values in times.items()
+    }
+
+
+def default_comparison_seconds() -> dict[str, float]:
+    start = time.perf_counter()
+    histories = ex.compare(**DEFAULT_COMPARISON)
+    total = time.perf_counter() - start
+    return {
+        "seconds": total,
+        "rules": list(histories),
+        "statuses": [h.status for h in histories.values()],
+        "final_losses": [round(h.last("loss"), 5) for h in histories.values()],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=12, help="Steps per run.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds.")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: other processes on a shared machine distort less).",
+    )
+    args = parser.parse_args()
+    set_threads(args.threads)
+    ex.problem("digits_mlp")  # warm up imports and data loading
+    results = measure(args.steps, args.rounds)
+    print(
+        f"Per-step cost on digits_mlp relative to one sgd step ({args.threads} thread)"
+    )
+    print(f"{'rule':24s} {'ratio':>7s} {'ms/step':>9s} {'products/step':>14s}  goal")
+    for key, row in results.items():
+        goal = GOALS.get(key)
+        verdict = ""
+        if goal is not None:
+            verdict = (
+                f"≤ {goal:g}× {'met' if row['ratio_to_sgd'] <= goal else 'MISSED'}"
+            )
+        note = "" if row["status"] == "ok" else f" ({row['status']})"
+        print(
+            f"{key:24s} {row['ratio_to_sgd']:7.2f} {row['ms_per_step']:9.2f} "
+            f"{row['curvature_products_per_step']:14.1f}  {verdict}{note}"
+        )
+    timing = default_comparison_seconds()
+    print(
+        f"\nApp default comparison {DEFAULT_COMPARISON['rules']}, "
+        f"{DEFAULT_COMPARISON['steps']} steps: {timing['seconds']:.2f} s "
+        f"(statuses {timing['statuses']})"
+    )
+    print(json.dumps({"rules": results, "default_comparison": timing}))
+
+
+if __name__ == "__main__":
+    main()

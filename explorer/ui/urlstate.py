@@ -1,0 +1,206 @@
+"""An experiment as plain data, and its round trip through URL query parameters.
+
+The whole configuration lives in the URL so a copied link reproduces the experiment.
+Only values that differ from their defaults are written, so links stay short::
+
+    ?problem=digits_mlp&p.hidden=64,32&rules=sgd,natural_gradient
+     &r0.lr=0.1&r1.damping=0.01&steps=100&seed=3
+
+Decoding validates every value with its :class:`~explorer.options.Option`; a bad or
+stale parameter is dropped with a warning instead of breaking the page. No Streamlit
+import here: the codec is pure and tested directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from explorer.optimizers.rules import RULES
+from explorer.options import Option
+from explorer.problems.spec import PROBLEMS
+from explorer.runner import RUN_OPTIONS, RunConfig
+
+#: Run settings the app exposes (the others keep their RunConfig defaults).
+APP_RUN_OPTIONS = (
+    "steps",
+    "seed",
+    "batch_size",
+    "curvature_batch_size",
+    "averaging",
+    "average_start",
+    "average_decay",
+    "device",
+    "dtype",
+)
+MAX_RULES = 8
+
+
+@dataclass(frozen=True)
+class RuleChoice:
+    """One optimizer in the comparison: a rule key, its non-default options, a label."""
+
+    rule: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    def display_name(self) -> str:
+        return self.label or self.rule
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Everything that defines a comparison (and nothing derived)."""
+
+    problem: str
+    problem_options: Mapping[str, Any] = field(default_factory=dict)
+    rules: tuple[RuleChoice, ...] = ()
+    run_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def run_configs(self) -> list[RunConfig]:
+        """One :class:`~explorer.RunConfig` per rule; labels made unique."""
+        configs, seen = [], {}
+        for choice in self.rules:
+            name = choice.display_name()
+            seen[name] = seen.get(name, 0) + 1
+            label = name if seen[name] == 1 else f"{name} #{seen[name]}"
+            configs.append(
+                RunConfig(
+                    problem=self.problem,
+                    problem_options=dict(self.problem_options),
+                    rule=choice.rule,
+                    rule_options=dict(choice.options),
+                    label=label if label != choice.rule else None,
+                    **dict(self.run_options),
+                )
+            )
+        return configs
+
+
+def _option(schema: tuple[Option, ...], name: str) -> Option | None:
+    return next((o for o in schema if o.name == name), None)
+
+
+def format_value(value: Any) -> str:
+    """An option value as URL text (tuples as comma lists)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _non_default(
+    schema: tuple[Option, ...], values: Mapping[str, Any]
+) -> dict[str, str]:
+    out = {}
+    for name, value in values.items():
+        option = _option(schema, name)
+        if option is not None and value is not None and value != option.default:
+            out[name] = format_value(value)
+        elif option is not None and value is None and option.default is not None:
+            out[name] = "none"
+    return out
+
+
+def to_query(experiment: Experiment) -> dict[str, str]:
+    """Query parameters describing ``experiment`` (defaults omitted)."""
+    query = {"problem": experiment.problem}
+    schema = PROBLEMS[experiment.problem].options
+    for name, text in _non_default(schema, experiment.problem_options).items():
+        query[f"p.{name}"] = text
+    query["rules"] = ",".join(choice.rule for choice in experiment.rules)
+    for index, choice in enumerate(experiment.rules):
+        rule_schema = RULES[choice.rule].schema(choice.options)
+        for name, text in _non_default(rule_schema, choice.options).items():
+            query[f"r{index}.{name}"] = text
+        if choice.label:
+            query[f"r{index}.label"] = choice.label
+    for name, text in _non_default(RUN_OPTIONS, experiment.run_options).items():
+        query[name] = text
+    return query
+
+
+def _decode(option: Option, text: str, warnings: list[str], where: str) -> Any:
+    value: Any = None if text.lower() == "none" else text
+    try:
+        return option.validate(value, where=where)
+    except ValueError as error:
+        warnings.append(f"ignored {where} {option.name}={text!r}: {error}")
+        return option.default
+
+
+def from_query(
+    query: Mapping[str, str], default: Experiment
+) -> tuple[Experiment, list[str]]:
+    """The experiment a link describes, falling back to ``default`` piece by piece.
+
+    Returns:
+        (experiment, warnings): every ignored parameter gets one warning line.
+    """
+    warnings: list[str] = []
+    problem = query.get("problem", default.problem)
+    if problem not in PROBLEMS:
+        warnings.append(f"ignored unknown problem {problem!r}")
+        problem = default.problem
+    problem_options = {} if "problem" in query else dict(default.problem_options)
+    schema = PROBLEMS[problem].options
+    for key, text in query.items():
+        if key.startswith("p."):
+            option = _option(schema, key[2:])
+            if option is None:
+                warnings.append(
+                    f"ignored unknown option {key!r} of problem {problem!r}"
+                )
+                continue
+            problem_options[option.name] = _decode(option, text, warnings, "problem")
+    rules = list(default.rules)
+    if "rules" in query:
+        rules = []
+        for index, key in enumerate(k for k in query["rules"].split(",") if k):
+            if key not in RULES:
+                warnings.append(f"ignored unknown rule {key!r}")
+                continue
+            if len(rules) >= MAX_RULES:
+                warnings.append(f"kept the first {MAX_RULES} rules")
+                break
+            rules.append(_decode_rule(key, index, query, warnings))
+    run_options = {} if "problem" in query else dict(default.run_options)
+    for option in RUN_OPTIONS:
+        if option.name in query and option.name in APP_RUN_OPTIONS:
+            run_options[option.name] = _decode(
+                option, query[option.name], warnings, "run"
+            )
+    return Experiment(problem, problem_options, tuple(rules), run_options), warnings
+
+
+def _decode_rule(
+    key: str, index: int, query: Mapping[str, str], warnings
+) -> RuleChoice:
+    prefix = f"r{index}."
+    given = {k[len(prefix) :]: v for k, v in query.items() if k.startswith(prefix)}
+    label = given.pop("label", None)
+    spec = RULES[key]
+    options: dict[str, Any] = {}
+    if "curvature" in given:  # decides which further options exist
+        curvature_option = _option(spec.options, "curvature")
+        if curvature_option is not None:
+            options["curvature"] = _decode(
+                curvature_option, given.pop("curvature"), warnings, f"rule {key}"
+            )
+    try:
+        schema = spec.schema(options)
+    except ValueError as error:
+        warnings.append(f"ignored rule {key} curvature: {error}")
+        options.pop("curvature", None)
+        schema = spec.schema(options)
+    for name, text in given.items():
+        option = _option(schema, name)
+        if option is None:
+            warnings.append(f"ignored unknown option {prefix}{name} of rule {key!r}")
+            continue
+        options[name] = _decode(option, text, warnings, f"rule {key}")
+    return RuleChoice(key, options, label)

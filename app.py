@@ -1,13 +1,30 @@
 """Curvature Explorer: the Streamlit entry point (``streamlit run app.py``).
 
-Page configuration and navigation only; every page is a thin script in ``pages/``.
+Page configuration, plugin loading and navigation only; every page is a thin script
+in ``pages/`` over the library in ``explorer/``.
 """
 
-import streamlit as st
+from pathlib import Path
 
+import streamlit as st
+import torch
+
+from explorer.ui.plugins import load_app_plugins
+
+# Small models run faster on one thread, and concurrent sessions do not fight
+# over the cores (STREAMLIT_NOTES.md).
+torch.set_num_threads(1)
 st.set_page_config(page_title="Curvature Explorer", page_icon="🧭", layout="wide")
+load_app_plugins(str(Path(__file__).parent / "plugins"))
 
 navigation = st.navigation(
-    [st.Page("pages/overview.py", title="Overview", icon="🧭", default=True)]
+    [
+        st.Page(
+            "pages/compare.py", title="Compare optimizers", icon="📉", default=True
+        ),
+        st.Page("pages/curvature.py", title="Curvature", icon="🔬"),
+        st.Page("pages/landscape.py", title="Landscape", icon="🗺️"),
+        st.Page("pages/theory.py", title="Theory", icon="📖"),
+    ]
 )
 navigation.run()

@@ -20,6 +20,15 @@ from explorer.curvature import (
     register_curvature,
 )
 from explorer.history import History, load_histories, save_histories
+from explorer.landscape import (
+    decision_boundary,
+    direction_field,
+    interpolate,
+    loss_grid,
+    pca_plane,
+    plane_loss_grid,
+    quadratic_models,
+)
 from explorer.optimizers import RULES, RuleSpec, UpdateRule, register_rule
 from explorer.options import Option
 from explorer.problems import (
@@ -33,6 +42,15 @@ from explorer.problems import (
 )
 from explorer.registry import Registry, UnknownKeyError
 from explorer.runner import RunConfig, compare, run
+from explorer.spectra import (
+    Eigenpairs,
+    SpectralDensity,
+    approximation_quality,
+    eigenpairs,
+    generalized_spectrum,
+    lanczos,
+    spectral_density,
+)
 
 __version__ = "0.1.0"
 
@@ -44,6 +62,7 @@ __all__ = [
     "CurvatureOperator",
     "CurvatureSpec",
     "DenseTooLargeError",
+    "Eigenpairs",
     "History",
     "IndefiniteCurvatureError",
     "LossSpec",
@@ -53,15 +72,28 @@ __all__ = [
     "Registry",
     "RuleSpec",
     "RunConfig",
+    "SpectralDensity",
     "UnknownKeyError",
     "UpdateRule",
+    "approximation_quality",
     "compare",
     "curvature",
+    "decision_boundary",
+    "direction_field",
+    "eigenpairs",
+    "generalized_spectrum",
+    "interpolate",
+    "lanczos",
     "load_histories",
+    "loss_grid",
+    "pca_plane",
+    "plane_loss_grid",
     "problem",
+    "quadratic_models",
     "register_curvature",
     "register_problem",
     "register_rule",
     "run",
     "save_histories",
+    "spectral_density",
 ]

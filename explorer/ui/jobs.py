@@ -87,9 +87,13 @@ class ComparisonJob:
     Args:
         configs: The runs, in display order.
         cache: Where finished histories are looked up and stored.
+        experiment: What the caller built the configs from (kept for display).
     """
 
-    def __init__(self, configs: list[RunConfig], cache: ResultCache) -> None:
+    def __init__(
+        self, configs: list[RunConfig], cache: ResultCache, experiment: Any = None
+    ) -> None:
+        self.experiment = experiment
         self.states = [RunState(c, c.display_label, total=c.steps) for c in configs]
         self.cache = cache
         self.cancel_event = threading.Event()

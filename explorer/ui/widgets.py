@@ -2,7 +2,9 @@
 
 One function turns any option (of a problem, a rule, a curvature or a run) into the
 right widget with its help text and range, so a newly registered problem or rule gets
-its controls without page changes.
+its controls without page changes. Widget state lives under explicit keys; a page
+"seeds" those keys from an experiment (a URL, a preset) with :func:`seed`, and the
+widgets then show those values.
 """
 
 from __future__ import annotations
@@ -16,94 +18,103 @@ import streamlit as st
 from explorer.options import Option
 
 
-def _title(name: str) -> str:
+def title_of(name: str) -> str:
+    """``curvature_batch_size`` -> ``Curvature batch size``."""
     return name.replace("_", " ").capitalize()
+
+
+def widget_value(option: Option, value: Any) -> Any:
+    """``value`` in the widget's own type (lists of numbers are edited as text)."""
+    if option.choices is not None or option.kind == "bool":
+        return value
+    if option.kind in ("ints", "floats"):
+        if value is None:
+            return ""
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in items)
+    if option.kind == "str":
+        return "" if value is None else str(value)
+    if value is None:
+        return None
+    return int(value) if option.kind == "int" else float(value)
+
+
+def seed(option: Option, key: str, value: Any) -> None:
+    """Sets widget ``key`` to show ``value`` on the next render."""
+    st.session_state[key] = widget_value(option, value)
 
 
 def option_widget(
     option: Option,
-    value: Any,
     key: str,
     *,
     container: Any = st,
     disabled: bool = False,
     label: str | None = None,
+    help_suffix: str = "",
 ) -> Any:
-    """Draws ``option`` with current ``value``; returns the validated new value.
+    """Draws ``option`` under ``key``; returns its validated value.
 
-    Invalid free-text entries (lists of numbers) show an error and keep ``value``.
+    The first render shows the option's default unless :func:`seed` set the key.
+    Invalid free text (lists of numbers) shows an error and yields the default.
     """
-    label = label or _title(option.name)
+    if key not in st.session_state:
+        seed(option, key, option.default)
+    label = label or title_of(option.name)
     common = {
         "key": key,
-        "help": option.help + f" Allowed: {option.range_text()}.",
+        "help": f"{option.help} Allowed: {option.range_text()}.{help_suffix}",
         "disabled": disabled,
     }
     if option.choices is not None:
-        choices = list(option.choices)
-        index = choices.index(value) if value in choices else 0
-        return container.selectbox(label, choices, index=index, **common)
+        if st.session_state[key] not in option.choices:
+            st.session_state[key] = option.default
+        return container.selectbox(label, list(option.choices), **common)
     if option.kind == "bool":
-        return container.checkbox(label, value=bool(value), **common)
+        return container.checkbox(label, **common)
     if option.kind in ("int", "float"):
-        return _number(option, value, label, container, common)
-    text = (
-        ""
-        if value is None
-        else ",".join(
-            f"{v:g}" if isinstance(v, float) else str(v)
-            for v in (value if isinstance(value, tuple) else (value,))
-        )
-    )
-    if option.kind == "str":
-        text = "" if value is None else str(value)
-    raw = container.text_input(label, value=text, **common)
+        return _number(option, label, container, common)
+    raw = container.text_input(label, **common)
     if raw.strip() == "" and (option.nullable or option.default is None):
         return None
     try:
         return option.validate(raw)
     except ValueError as error:
         container.error(str(error))
-        return value
+        return option.default
 
 
-def _number(
-    option: Option, value: Any, label: str, container: Any, common: dict
-) -> Any:
+def _number(option: Option, label: str, container: Any, common: dict) -> Any:
     is_int = option.kind == "int"
-    low = option.low
-    if low is not None and option.low_exclusive:
-        low = None  # Streamlit bounds are inclusive; validation below catches it
-    kwargs: dict[str, Any] = {
-        "min_value": (int(low) if is_int else float(low)) if low is not None else None,
-        "max_value": (
-            (int(option.high) if is_int else float(option.high))
-            if option.high is not None
-            else None
-        ),
-    }
+    cast = int if is_int else float
+    kwargs: dict[str, Any] = {}
+    if option.low is not None and not option.low_exclusive:
+        kwargs["min_value"] = cast(option.low)
+    if option.high is not None:
+        kwargs["max_value"] = cast(option.high)
+    current = st.session_state.get(common["key"])
     if is_int:
         kwargs["step"] = 1
     else:
         kwargs["format"] = "%.3e" if option.log else "%.4g"
-        magnitude = abs(float(value)) if value not in (None, 0) else 1.0
-        kwargs["step"] = 10 ** math.floor(math.log10(magnitude)) if option.log else None
-        if kwargs["step"] is None:
-            del kwargs["step"]
-    shown = None if value is None else int(value) if is_int else float(value)
-    result = container.number_input(label, value=shown, **kwargs, **common)
+        if option.log and current:
+            kwargs["step"] = 10.0 ** math.floor(math.log10(abs(float(current))))
+    if current is not None:  # keep the seeded value inside the widget's bounds
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        if (low is not None and current < low) or (high is not None and current > high):
+            st.session_state[common["key"]] = widget_value(option, option.default)
+    result = container.number_input(label, **kwargs, **common)
     if result is None:
-        return None if (option.nullable or option.default is None) else value
+        return None if (option.nullable or option.default is None) else option.default
     try:
         return option.validate(result)
     except ValueError as error:
         container.error(str(error))
-        return value
+        return option.default
 
 
 def options_form(
     schema: tuple[Option, ...],
-    values: Mapping[str, Any],
     key_prefix: str,
     *,
     container: Any = st,
@@ -113,20 +124,30 @@ def options_form(
 ) -> dict[str, Any]:
     """Widgets for every option of ``schema`` in a grid; returns all values."""
     shown = [option for option in schema if option.name not in skip]
-    result = dict(values)
+    result: dict[str, Any] = {}
     if not shown:
         return result
     grid = container.columns(min(columns, len(shown)))
     for index, option in enumerate(shown):
-        current = values.get(option.name, option.default)
         result[option.name] = option_widget(
             option,
-            current,
             f"{key_prefix}.{option.name}",
             container=grid[index % len(grid)],
             disabled=disabled,
         )
     return result
+
+
+def seed_form(
+    schema: tuple[Option, ...], key_prefix: str, values: Mapping[str, Any]
+) -> None:
+    """Seeds every option of ``schema``: ``values`` where given, defaults elsewhere."""
+    for option in schema:
+        seed(
+            option,
+            f"{key_prefix}.{option.name}",
+            values.get(option.name, option.default),
+        )
 
 
 def non_default(

@@ -1,0 +1,129 @@
+"""The standard set of figures for a comparison of runs (``--html`` pages, notebooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from explorer.landscape.trajectories import as_runs, finite_trajectory, theta_at
+from explorer.plots.training import hyperparameter_figure, loss_figure
+
+
+def problem_of(runs: Any) -> Any:
+    """Rebuilds the (CPU) problem of the first run from its config."""
+    from explorer.problems import problem
+
+    first = next(iter(as_runs(runs).values()))
+    config = first.config
+    return problem(
+        config.problem,
+        dtype=getattr(config, "dtype", "float64"),
+        device="cpu",
+        seed=config.seed,
+        **dict(config.problem_options),
+    )
+
+
+def _with_paths(runs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for label, run in runs.items():
+        if getattr(run, "trajectory", None) is None:
+            continue
+        thetas, _ = finite_trajectory(run)
+        if thetas.shape[0] >= 1:
+            out[label] = run
+    return out
+
+
+def run_report(
+    runs: Any,
+    problem: Any = None,
+    *,
+    landscape: bool = True,
+    resolution: int | None = None,
+) -> dict[str, go.Figure]:
+    """``{heading: figure}`` for a set of runs on one problem.
+
+    Always: loss against iterations, wall time and curvature-vector products, and
+    the λ/ρ/α traces. With trajectories and ``landscape``: the exact contour with
+    the animated paths (P = 2) or the PCA plane of the paths (larger P), the
+    decision boundaries (2-D-input classification) or fitted curves (1-D
+    regression) at the last step, and the KL between successive iterates.
+
+    Args:
+        runs: ``{label: History}`` (as from ``ex.compare``) or a list.
+        problem: The runs' problem (default: rebuilt from the first config).
+        landscape: Include the parameter- and function-space figures.
+        resolution: Grid points per axis (default 120 for P = 2, 21 for planes).
+    """
+    from explorer import landscape as scape
+    from explorer.plots import function_space as fs
+    from explorer.plots import landscape as lp
+
+    runs = as_runs(runs)
+    figures: dict[str, go.Figure] = {
+        "Loss per iteration": loss_figure(runs),
+        "Loss against wall time": loss_figure(runs, x="wall_time"),
+        "Loss against curvature-vector products": loss_figure(
+            runs, x="curvature_products"
+        ),
+        "Damping, reduction ratio and step size": hyperparameter_figure(runs),
+    }
+    paths = _with_paths(runs)
+    if not landscape or not paths:
+        return figures
+    problem = problem if problem is not None else problem_of(runs)
+    trajectories = [finite_trajectory(run)[0] for run in paths.values()]
+    if problem.num_params == 2:
+        import torch
+
+        box = scape.default_box(problem, torch.cat(trajectories))
+        grid = scape.loss_grid(problem, box, resolution or 120)
+        figures["Loss landscape and paths"] = lp.contour_figure(
+            grid, paths, animate=True
+        )
+    else:
+        plane = scape.pca_plane(trajectories)
+        grid = scape.plane_loss_grid(
+            problem, plane, resolution=resolution or 21, paths=trajectories
+        )
+        figures["Paths in the PCA plane"] = lp.plane_figure(plane, grid, paths)
+    finals = {label: theta_at(run) for label, run in paths.items()}
+    tags = _tags(problem)
+    if "inputs_2d" in tags or (
+        problem.inputs.dim() == 2
+        and problem.inputs.shape[1] == 2
+        and problem.loss.classification
+    ):
+        grids = {
+            label: scape.decision_boundary(problem, theta)
+            for label, (_, theta) in finals.items()
+        }
+        steps = {label: step for label, (step, _) in finals.items()}
+        figures["Decision boundaries at the last step"] = fs.decision_boundary_figure(
+            problem, grids, paths, steps=steps
+        )
+    else:
+        try:
+            curves = {
+                label: scape.fitted_curve(problem, theta)
+                for label, (_, theta) in finals.items()
+            }
+        except ValueError:
+            curves = {}
+        if curves:
+            figures["Fitted curves at the last step"] = fs.fitted_curves_figure(
+                problem, curves, paths
+            )
+    kls = {label: scape.kl_along_run(problem, run) for label, run in paths.items()}
+    if any(len(frame) for frame in kls.values()):
+        figures["KL between successive iterates"] = fs.kl_figure(kls, paths)
+    return figures
+
+
+def _tags(problem: Any) -> frozenset[str]:
+    from explorer.problems import PROBLEMS
+
+    spec = PROBLEMS.get(problem.key)
+    return getattr(spec, "tags", frozenset())

@@ -1,0 +1,220 @@
+"""The Compare page's controls: problem, run settings, the list of optimizers.
+
+Every control is generated from the declared option schemas, so a newly registered
+problem, rule or curvature appears here without changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import streamlit as st
+import torch
+
+import explorer as ex
+from explorer.curvature.registry import CURVATURES
+from explorer.optimizers.rules import RULES
+from explorer.problems.spec import PROBLEMS
+from explorer.ui import state
+from explorer.ui.theory import theory_link
+from explorer.ui.urlstate import MAX_RULES, RuleChoice
+from explorer.ui.widgets import option_widget, options_form
+
+#: Options shown up front for each rule; the rest sit under "More settings".
+PRIMARY = (
+    "curvature",
+    "lr",
+    "damping",
+    "damping_adaptation",
+    "step_size",
+    "momentum",
+    "nesterov",
+    "samples",
+    "output_factor",
+    "cg_maxiter",
+)
+
+RULE_THEORY = {
+    "natural_gradient": "fisher",
+    "gauss_newton": "ggn",
+    "newton": "hessian",
+    "ef_natural_gradient": "ef",
+    "mc_natural_gradient": "fisher",
+    "kfac": "kfac",
+    "diag_natural_gradient": "kfac",
+    "hessian_free": "updates",
+    "precondition": "updates",
+    "sgd": "updates",
+    "adam": "updates",
+}
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def problem_instance(key: str, options: tuple) -> ex.Problem:
+    """A CPU float64 instance for explanations and views (shared, read-only)."""
+    return ex.problem(key, **dict(options))
+
+
+def problem_controls(container: Any = st) -> tuple[str, dict[str, Any]]:
+    """Problem selector and its options; returns (key, option values)."""
+    key = container.selectbox(
+        "Problem",
+        list(PROBLEMS),
+        key=state.PROBLEM,
+        format_func=lambda k: PROBLEMS[k].label,
+        help="Data, model and likelihood. Every loss is an exact negative "
+        f"log-likelihood with its scale stated: {theory_link('likelihoods')}.",
+    )
+    container.caption(PROBLEMS[key].description)
+    with container.expander("Problem options"):
+        values = options_form(
+            PROBLEMS[key].options, state.problem_prefix(key), columns=1
+        )
+    return key, values
+
+
+def run_controls(container: Any = st) -> dict[str, Any]:
+    """Steps, batch sizes, seed, averaging, device and dtype."""
+    schema = list(state.run_schema())
+    devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for index, option in enumerate(schema):
+        if option.name == "device":
+            schema[index] = dataclasses.replace(
+                option,
+                choices=tuple(devices),
+                help=option.help
+                + (
+                    " CUDA is available here."
+                    if len(devices) > 2
+                    else " No CUDA device here: runs use the CPU."
+                ),
+            )
+    with container.expander("Run settings", expanded=True):
+        return options_form(tuple(schema), "cmp.run", columns=1)
+
+
+def _curvature_option(option: ex.Option) -> ex.Option:
+    keys = tuple(k for k, spec in CURVATURES.items() if spec.selectable)
+    return dataclasses.replace(option, choices=keys, kind="str")
+
+
+def rule_card(rule_id: int, index: int, disabled: bool) -> RuleChoice:
+    """One optimizer: its rule, label and hyper-parameters."""
+    prefix = state.rule_prefix(rule_id)
+    with st.container(border=True):
+        head = st.columns([3, 3, 1], vertical_alignment="bottom")
+        current = st.session_state.get(f"{prefix}.rule", "sgd")
+        anchor = RULE_THEORY.get(current, "updates")
+        rule = head[0].selectbox(
+            f"Optimizer {index + 1}",
+            list(RULES),
+            key=f"{prefix}.rule",
+            format_func=lambda k: f"{RULES[k].label} ({k})",
+            help="The update rule. Every curvature step is δ = −α(C + λI)⁻¹g; "
+            f"{theory_link(anchor)}.",
+            disabled=disabled,
+        )
+        label = head[1].text_input(
+            "Label",
+            key=f"{prefix}.label",
+            placeholder=rule,
+            help="Name shown in legends; lets the same rule appear twice with "
+            "different settings.",
+            disabled=disabled,
+        )
+        if head[2].button(
+            "✕", key=f"{prefix}.remove", help="Remove this optimizer", disabled=disabled
+        ):
+            state.remove_rule(rule_id)
+            st.rerun()
+        st.caption(RULES[rule].description)
+        values = _rule_options(rule, f"{prefix}.{rule}", disabled)
+    return state.read_rule(rule_id, values, label)
+
+
+def _rule_options(rule: str, prefix: str, disabled: bool) -> dict[str, Any]:
+    spec = RULES[rule]
+    values: dict[str, Any] = {}
+    own = {option.name: option for option in spec.options}
+    if "curvature" in own:
+        values["curvature"] = option_widget(
+            _curvature_option(own["curvature"]),
+            f"{prefix}.curvature",
+            disabled=disabled,
+            help_suffix=f" See {theory_link('kfac', 'the curvature matrices')}.",
+        )
+    schema = [o for o in spec.schema(values) if o.name != "curvature"]
+    primary = [o for o in schema if o.name in PRIMARY]
+    secondary = [o for o in schema if o.name not in PRIMARY]
+    values.update(options_form(tuple(primary), prefix, columns=3, disabled=disabled))
+    if secondary:
+        with st.expander("More settings"):
+            values.update(
+                options_form(tuple(secondary), prefix, columns=3, disabled=disabled)
+            )
+    return values
+
+
+def rules_editor(disabled: bool = False) -> list[RuleChoice]:
+    """The optimizers to compare, with add and remove."""
+    choices = [
+        rule_card(rule_id, index, disabled)
+        for index, rule_id in enumerate(list(st.session_state[state.RULE_IDS]))
+    ]
+    if len(choices) < MAX_RULES:
+        add = st.columns([3, 1], vertical_alignment="bottom")
+        new_rule = add[0].selectbox(
+            "Add an optimizer",
+            list(RULES),
+            key="cmp.add_rule",
+            format_func=lambda k: f"{RULES[k].label} ({k})",
+            disabled=disabled,
+        )
+        if add[1].button("Add", disabled=disabled, width="stretch"):
+            state.add_rule(new_rule)
+            st.rerun()
+    return choices
+
+
+def explanations(
+    problem_key: str, problem_options: dict, rules: list[RuleChoice]
+) -> list[str]:
+    """Plain-words notes about what to expect from this comparison."""
+    notes = []
+    problem = problem_instance(problem_key, tuple(sorted(problem_options.items())))
+    curvatures = set()
+    for choice in rules:
+        spec = RULES[choice.rule]
+        try:
+            key = spec.curvature_key(choice.options)
+        except ValueError:
+            key = None
+        if key:
+            curvatures.add(key)
+    if {"fisher", "ggn"} <= curvatures:
+        if problem.loss.matching:
+            notes.append(
+                f"**Natural gradient = Gauss-Newton here.** The likelihood "
+                f"({problem.loss.label}) is matching: its output Hessian equals its "
+                "output Fisher, so F = G exactly (claim C1) and both rules take the same "
+                f"steps; their curves overlap. {theory_link('fisher')}"
+            )
+        else:
+            notes.append(
+                f"**F ≠ G here.** {problem.loss.label} is non-matching: the Fisher "
+                "averages over the model's predictions while the GGN uses the labels' "
+                f"output Hessian, so the two rules differ. {theory_link('likelihoods')}"
+            )
+    if "ef" in curvatures:
+        notes.append(
+            "The empirical Fisher uses the training labels, not samples from the "
+            f"model: it is not the Fisher and can distort steps. {theory_link('ef')}"
+        )
+    if "hessian" in curvatures:
+        notes.append(
+            "Newton uses the exact Hessian, which can be indefinite away from a "
+            "minimum: the run then stops with a status naming the remedy (more "
+            f"damping, or a PSD curvature). {theory_link('hessian')}"
+        )
+    return notes

@@ -1,0 +1,252 @@
+"""The Compare page's outputs: live progress, status messages, charts and downloads."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from explorer.plots import (
+    figures_to_html,
+    hyperparameter_figure,
+    loss_figure,
+    run_report,
+)
+from explorer.plots.theme import apply_layout, rule_color
+from explorer.plots.training import summary_rows
+from explorer.ui import exports
+from explorer.ui.jobs import ComparisonJob
+from explorer.ui.theory import theory_link
+
+X_AXES = {
+    "iterations": "step",
+    "wall time (s)": "wall_time",
+    "curvature-vector products": "curvature_products",
+    "gradient evaluations": "grad_evals",
+    "examples seen": "examples",
+}
+STATUS_HELP = {
+    "diverged": "the loss or the parameters became non-finite",
+    "indefinite": "the curvature plus damping was not positive definite",
+    "cancelled": "stopped by you",
+    "error": "a numerical error stopped it",
+}
+
+
+def plot(figure: go.Figure, name: str, key: str | None = None) -> None:
+    """``st.plotly_chart`` with a PNG download in the chart's toolbar (camera icon)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "figure"
+    st.plotly_chart(
+        figure,
+        width="stretch",
+        key=key,
+        config={
+            "displaylogo": False,
+            "toImageButtonOptions": {"format": "png", "filename": slug, "scale": 2},
+        },
+    )
+
+
+# ------------------------------------------------------------------ progress
+def live_figure(job: ComparisonJob) -> go.Figure:
+    """The training loss so far of every run (updates while the job runs)."""
+    figure = go.Figure()
+    for state in job.states:
+        rows = list(state.rows)
+        if state.history is not None:
+            rows = state.history.to_frame().to_dict("records")
+        if not rows:
+            continue
+        curvature = dict(state.config.rule_options).get("curvature")
+        figure.add_trace(
+            go.Scatter(
+                x=[row["step"] for row in rows],
+                y=[row["loss"] for row in rows],
+                mode="lines",
+                name=state.label,
+                line={"color": rule_color(state.config.rule, curvature)},
+            )
+        )
+    apply_layout(
+        figure,
+        title="Training loss (live)",
+        height=360,
+        xaxis={"title": "iteration"},
+        yaxis={"title": "loss h(θ)", "type": "log"},
+    )
+    return figure
+
+
+def progress_text(job: ComparisonJob) -> str:
+    running = [s.label for s in job.states if s.phase == "running"]
+    finished = sum(s.phase in ("finished", "failed") for s in job.states)
+    now = f"running {running[0]}" if running else "finishing"
+    return f"{finished}/{len(job.states)} optimizers done, {now}… ({job.elapsed:.1f} s)"
+
+
+# ------------------------------------------------------------------- results
+def status_messages(job: ComparisonJob) -> None:
+    """One clear line per run that did not finish normally, with the remedy."""
+    for label, error in job.failures().items():
+        st.error(f"**{label}** could not run: {error}")
+    for label, history in job.histories().items():
+        if history.status == "ok":
+            continue
+        reason = STATUS_HELP.get(history.status, history.status)
+        text = f"**{label}** stopped ({history.status}: {reason}). {history.message}"
+        if history.status == "indefinite":
+            text += f" {theory_link('hessian', 'Why?')}"
+        (st.info if history.status == "cancelled" else st.warning)(text)
+
+
+def summary_table(job: ComparisonJob) -> pd.DataFrame:
+    """Final numbers per run; ``cached`` marks results reused from an earlier run."""
+    finished = [state for state in job.states if state.history is not None]
+    frame = pd.DataFrame(summary_rows({s.label: s.history for s in finished}))
+    if frame.empty:
+        return frame
+    frame["cached"] = [state.cached for state in finished]
+    return frame.rename(
+        columns={
+            "run": "optimizer",
+            "loss": "final loss",
+            "test_loss": "final test loss",
+            "test_accuracy": "test accuracy",
+            "wall_time": "optimizer time (s)",
+            "grad_evals": "gradient evaluations",
+            "curvature_products": "curvature products",
+        }
+    )
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the landscape and function space…")
+def report_figures(key: str, _histories: dict) -> dict[str, go.Figure]:
+    """Every figure of a finished comparison, cached by ``key`` (configs, statuses)."""
+    del key
+    return run_report(_histories)
+
+
+def report_key(histories: dict) -> str:
+    """A text key identifying finished runs: their configs and outcomes."""
+    return json.dumps(
+        [[h.config.to_dict(), h.status, len(h)] for h in histories.values()],
+        sort_keys=True,
+        default=str,
+    )
+
+
+def results(job: ComparisonJob) -> None:
+    """Everything a finished (or stopped) comparison shows."""
+    histories = job.histories()
+    status_messages(job)
+    if not histories:
+        return
+    st.dataframe(summary_table(job), hide_index=True, width="stretch")
+    try:
+        figures = report_figures(report_key(histories), histories)
+    except (ValueError, RuntimeError) as error:
+        st.warning(f"Some views could not be drawn: {error}")
+        figures = {}
+    tabs = st.tabs(
+        [
+            "Loss",
+            "Damping λ · ratio ρ · step α",
+            "Parameter space",
+            "Function space",
+            "Export",
+        ]
+    )
+    with tabs[0]:
+        axis = st.radio(
+            "Against",
+            list(X_AXES),
+            horizontal=True,
+            key="cmp.x_axis",
+            help="Compare methods per unit of work, not only per iteration.",
+        )
+        plot(loss_figure(histories, x=X_AXES[axis]), f"loss-{axis}", key="cmp.loss")
+    with tabs[1]:
+        st.caption(
+            "λ is the Tikhonov damping, ρ the reduction ratio (actual over predicted "
+            "decrease; the band [¼, ¾] is where Levenberg–Marquardt keeps λ), α the "
+            f"step size. {theory_link('updates')}"
+        )
+        plot(hyperparameter_figure(histories), "damping-rho-alpha", key="cmp.hyper")
+    parameter = {
+        k: v
+        for k, v in figures.items()
+        if "landscape" in k.lower() or "plane" in k.lower()
+    }
+    function = {
+        k: v
+        for k, v in figures.items()
+        if any(word in k.lower() for word in ("decision", "fitted", "kl"))
+    }
+    with tabs[2]:
+        if not parameter:
+            st.info("No parameter trajectories were recorded for these runs.")
+        for name, figure in parameter.items():
+            if "plane" in name.lower():
+                st.caption(
+                    "The plane of the first two principal directions of all paths "
+                    "together (Li et al. 2018); the legend gives each path's distance "
+                    "from the plane, so you can see how faithful the picture is."
+                )
+            plot(figure, name, key=f"cmp.{name}")
+    with tabs[3]:
+        if not function:
+            st.info("No function-space view for this problem.")
+        for name, figure in function.items():
+            plot(figure, name, key=f"cmp.{name}")
+    with tabs[4]:
+        downloads(job, {**figures_for_export(histories), **figures})
+
+
+def figures_for_export(histories: dict) -> dict[str, go.Figure]:
+    return {
+        "Loss per iteration": loss_figure(histories),
+        "Damping, reduction ratio and step size": hyperparameter_figure(histories),
+    }
+
+
+def downloads(job: ComparisonJob, figures: dict[str, Any]) -> None:
+    histories = job.histories()
+    columns = st.columns(4)
+    columns[0].download_button(
+        "Histories (CSV)",
+        exports.histories_csv(histories),
+        "histories.csv",
+        "text/csv",
+        width="stretch",
+    )
+    columns[1].download_button(
+        "Configs + histories (JSON)",
+        exports.histories_json(histories),
+        "runs.json",
+        "application/json",
+        width="stretch",
+    )
+    if job.experiment is not None:
+        columns[2].download_button(
+            "Python script",
+            exports.python_script(job.experiment),
+            "reproduce.py",
+            "text/x-python",
+            width="stretch",
+        )
+    columns[3].download_button(
+        "All figures (HTML)",
+        figures_to_html(figures, title="Curvature Explorer comparison"),
+        "comparison.html",
+        "text/html",
+        width="stretch",
+    )
+    st.caption(
+        "Each chart's toolbar has a camera icon that saves it as PNG. The Python "
+        "script reruns this comparison through the public API and prints the final "
+        "losses; the JSON loads back with `ex.load_histories`."
+    )

@@ -1,0 +1,195 @@
+"""Session state of the Compare page: the experiment, its widgets, the URL, the job.
+
+Keys live here so pages never spell them. The experiment is *derived* from widget
+values on every rerun; widgets are *seeded* from an experiment when the page opens
+(from the URL, or the default) and when another page hands one over (a preset's
+"Load"). Each session owns its job; finished results are shared through one cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import streamlit as st
+
+from explorer.optimizers.rules import RULES
+from explorer.problems.spec import PROBLEMS
+from explorer.runner import DEFAULT_COMPARISON, RUN_OPTIONS
+from explorer.ui.jobs import ComparisonJob, ResultCache
+from explorer.ui.urlstate import (
+    APP_RUN_OPTIONS,
+    Experiment,
+    RuleChoice,
+    from_query,
+    to_query,
+)
+from explorer.ui.widgets import non_default, seed_form
+
+PROBLEM = "cmp.problem"
+RULE_IDS = "cmp.rule_ids"
+JOB = "cmp.job"
+SEEDED = "cmp.seeded"
+PENDING = "cmp.pending_experiment"
+EXPERIMENT = "cmp.experiment"  # a non-widget copy: widget state is dropped off-page
+WARNINGS = "cmp.url_warnings"
+_ids = itertools.count()
+
+
+def default_experiment() -> Experiment:
+    """The comparison a first visit runs: a few seconds on 2 CPU cores."""
+    run_options = {"steps": DEFAULT_COMPARISON["steps"]}
+    if DEFAULT_COMPARISON.get("curvature_batch_size"):
+        run_options["curvature_batch_size"] = DEFAULT_COMPARISON["curvature_batch_size"]
+    return Experiment(
+        problem=DEFAULT_COMPARISON["problem"],
+        rules=tuple(RuleChoice(rule) for rule in DEFAULT_COMPARISON["rules"]),
+        run_options=run_options,
+    )
+
+
+def run_schema() -> tuple:
+    return tuple(option for option in RUN_OPTIONS if option.name in APP_RUN_OPTIONS)
+
+
+def problem_prefix(problem: str) -> str:
+    return f"cmp.p.{problem}"
+
+
+def rule_prefix(rule_id: int) -> str:
+    return f"cmp.r{rule_id}"
+
+
+# ------------------------------------------------------------------- seeding
+def seed_experiment(experiment: Experiment) -> None:
+    """Makes every widget show ``experiment``."""
+    st.session_state[EXPERIMENT] = experiment
+    st.session_state[PROBLEM] = experiment.problem
+    seed_form(
+        PROBLEMS[experiment.problem].options,
+        problem_prefix(experiment.problem),
+        experiment.problem_options,
+    )
+    ids = []
+    for choice in experiment.rules:
+        rule_id = next(_ids)
+        ids.append(rule_id)
+        seed_rule(rule_id, choice)
+    st.session_state[RULE_IDS] = ids
+    seed_form(run_schema(), "cmp.run", experiment.run_options)
+
+
+def seed_rule(rule_id: int, choice: RuleChoice) -> None:
+    prefix = rule_prefix(rule_id)
+    st.session_state[f"{prefix}.rule"] = choice.rule
+    st.session_state[f"{prefix}.label"] = choice.label or ""
+    schema = RULES[choice.rule].schema(choice.options)
+    seed_form(schema, f"{prefix}.{choice.rule}", choice.options)
+
+
+def add_rule(rule: str) -> None:
+    rule_id = next(_ids)
+    seed_rule(rule_id, RuleChoice(rule))
+    st.session_state[RULE_IDS] = [*st.session_state[RULE_IDS], rule_id]
+
+
+def remove_rule(rule_id: int) -> None:
+    st.session_state[RULE_IDS] = [i for i in st.session_state[RULE_IDS] if i != rule_id]
+
+
+def hand_over(experiment: Experiment) -> None:
+    """Another page asks the Compare page to show (and run) ``experiment``."""
+    st.session_state[PENDING] = experiment
+
+
+def ensure_seeded(query: dict[str, str]) -> list[str]:
+    """Seeds widgets once per session (URL or default) or from a handed-over one.
+
+    Returns:
+        Warnings about ignored URL parameters (empty when all were valid).
+    """
+    pending = st.session_state.pop(PENDING, None)
+    if pending is not None:
+        seed_experiment(pending)
+        st.session_state[SEEDED] = True
+        st.session_state.pop(JOB, None)
+        return []
+    if st.session_state.get(SEEDED):
+        if PROBLEM not in st.session_state:  # Streamlit dropped the widgets off-page
+            seed_experiment(st.session_state.get(EXPERIMENT, default_experiment()))
+        return st.session_state.get(WARNINGS, [])
+    experiment, warnings = default_experiment(), []
+    if query:
+        experiment, warnings = from_query(query, default_experiment())
+    seed_experiment(experiment)
+    st.session_state[SEEDED] = True
+    st.session_state[WARNINGS] = warnings
+    return warnings
+
+
+# ------------------------------------------------------------------- reading
+def read_rule(rule_id: int, values: dict[str, Any], label: str) -> RuleChoice:
+    rule = st.session_state[f"{rule_prefix(rule_id)}.rule"]
+    schema = RULES[rule].schema(values)
+    return RuleChoice(rule, non_default(schema, values), label.strip() or None)
+
+
+def experiment_from(
+    problem: str, problem_values: dict, rules: list[RuleChoice], run_values: dict
+) -> Experiment:
+    """The experiment the widgets describe (only non-default values kept)."""
+    return Experiment(
+        problem=problem,
+        problem_options=non_default(PROBLEMS[problem].options, problem_values),
+        rules=tuple(rules),
+        run_options=non_default(run_schema(), run_values),
+    )
+
+
+def remember(experiment: Experiment) -> None:
+    """Keeps the experiment the widgets describe for the other pages and revisits."""
+    st.session_state[EXPERIMENT] = experiment
+
+
+def write_url(experiment: Experiment) -> None:
+    """Puts ``experiment`` in the address bar (a copied link reproduces it)."""
+    query = to_query(experiment)
+    if dict(st.query_params) != query:
+        st.query_params.from_dict(query)
+
+
+# ------------------------------------------------------------------------ jobs
+@st.cache_resource
+def result_cache() -> ResultCache:
+    """Finished histories, shared by all sessions (results depend only on config)."""
+    return ResultCache(max_entries=512)
+
+
+def current_job() -> ComparisonJob | None:
+    return st.session_state.get(JOB)
+
+
+def start_job(experiment: Experiment) -> ComparisonJob:
+    previous = current_job()
+    if previous is not None and not previous.done:
+        previous.cancel()
+    job = ComparisonJob(experiment.run_configs(), result_cache(), experiment).start()
+    st.session_state[JOB] = job
+    return job
+
+
+# -------------------------------------------------------------- other pages
+def compare_context() -> tuple[str, dict[str, Any], ComparisonJob | None]:
+    """The Compare page's problem (key and non-default options) and its last job.
+
+    The Curvature and Landscape pages look at the same problem and runs, so a user
+    moving between pages keeps one experiment in mind.
+    """
+    ensure_seeded(st.query_params.to_dict() if not st.session_state.get(SEEDED) else {})
+    experiment: Experiment = st.session_state[EXPERIMENT]
+    job = current_job()
+    if job is not None and (
+        job.experiment is None or job.experiment.problem != experiment.problem
+    ):
+        job = None
+    return experiment.problem, dict(experiment.problem_options), job

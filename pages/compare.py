@@ -1,0 +1,61 @@
+import streamlit as st
+
+from explorer.ui import compare, results, state
+
+INLINE_WAIT = 1.5  # seconds: short runs show their results without a progress view
+
+st.title("Compare optimizers")
+st.markdown(
+    "Run several optimizers on the same problem, data, seed and initialization. "
+    "Curvature methods take damped steps δ = −α(C + λI)⁻¹g with C the Fisher, the "
+    "Gauss-Newton matrix, the Hessian, K-FAC, the empirical Fisher or any registered "
+    "curvature. The URL holds the whole configuration: copy it to share the experiment."
+)
+for warning in state.ensure_seeded(st.query_params.to_dict()):
+    st.warning(warning)
+job = state.current_job()
+running = job is not None and not job.done
+
+with st.sidebar:
+    problem, problem_values = compare.problem_controls()
+    run_values = compare.run_controls()
+with st.expander("Optimizers to compare", expanded=job is None or job.done):
+    rules = compare.rules_editor(disabled=running)
+
+try:
+    experiment = state.experiment_from(problem, problem_values, rules, run_values)
+    experiment.run_configs()  # validates every setting before any work
+    state.remember(experiment)
+except ValueError as error:
+    st.error(f"Fix this setting to run: {error}")
+    st.stop()
+for note in compare.explanations(problem, experiment.problem_options, rules):
+    st.info(note)
+
+if st.button("Run", type="primary", disabled=running or not rules) or job is None:
+    state.write_url(experiment)
+    job = state.start_job(experiment)
+    job.wait(INLINE_WAIT)
+
+
+@st.fragment(run_every=0.5)
+def progress_view(job) -> None:
+    if job.done:
+        st.rerun()
+    st.progress(job.fraction_done(), text=results.progress_text(job))
+    if st.button(
+        "Stop",
+        help="Stops the running optimizer after its current step; "
+        "the results so far are kept.",
+    ):
+        job.cancel()
+    results.plot(results.live_figure(job), "live loss", key="cmp.live")
+
+
+if not job.done:
+    progress_view(job)
+else:
+    if job.experiment != experiment:
+        st.caption("Settings changed since these results: press **Run** to update.")
+    st.caption(f"Finished in {job.elapsed:.1f} s.")
+    results.results(job)

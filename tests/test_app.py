@@ -1,0 +1,213 @@
+"""AppTest of every page with tiny configurations."""
+
+import pytest
+import streamlit as st
+
+import explorer as ex
+from explorer.ui import exports
+from explorer.ui.urlstate import Experiment, RuleChoice
+from tests.app_helpers import ROOT, figure_titled, page, run_until_done, trace_names
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _warnings(at):
+    return [w.value for w in at.warning]
+
+
+def test_compare_runs_the_configuration_in_the_url():
+    at = run_until_done(
+        page(
+            "compare",
+            problem="linreg_2d",
+            rules="sgd,gauss_newton,ef_natural_gradient",
+            steps="8",
+        )
+    )
+    assert not at.exception
+    assert at.selectbox(key="cmp.problem").value == "linreg_2d"
+    assert at.number_input(key="cmp.run.steps").value == 8
+    loss = figure_titled(at, "loss against iteration")
+    assert trace_names(loss) == ["sgd", "gauss_newton", "ef_natural_gradient"]
+    assert len(loss["data"][0]["x"]) == 9 or "bdata" in str(loss["data"][0]["x"])
+    landscape = figure_titled(at, "landscape")
+    assert trace_names(landscape)[1:4] == ["sgd", "gauss_newton", "ef_natural_gradient"]
+    assert [t.label for t in at.tabs][:3] == [
+        "Loss",
+        "Damping λ · ratio ρ · step α",
+        "Parameter space",
+    ]
+    table = at.dataframe[0].value
+    assert list(table["optimizer"]) == ["sgd", "gauss_newton", "ef_natural_gradient"]
+    # Gauss-Newton solves linear least squares: its final loss is the least-squares one
+    problem = ex.problem("linreg_2d")
+    x, y = problem.inputs, problem.targets[:, 0]
+    best = ex.problem("linreg_2d").objective(
+        __import__("torch").linalg.lstsq(x, y.unsqueeze(1)).solution[:, 0]
+    )
+    assert table["final loss"][1] == pytest.approx(float(best), rel=1e-6)
+
+
+def test_run_button_and_url_follow_the_widgets():
+    at = run_until_done(page("compare", problem="linreg_2d", rules="sgd", steps="3"))
+    at.number_input(key="cmp.run.steps").set_value(5)
+    at.button[[b.label for b in at.button].index("Run")].click()
+    run_until_done(at)
+    assert not at.exception
+    assert at.query_params["steps"] == ["5"] or at.query_params["steps"] == "5"
+    assert int(at.dataframe[0].value["gradient evaluations"][0]) >= 5
+
+
+def test_natural_gradient_and_gauss_newton_note_for_matching_losses():
+    at = run_until_done(
+        page(
+            "compare",
+            problem="logreg_2d",
+            rules="natural_gradient,gauss_newton",
+            steps="3",
+        )
+    )
+    notes = " ".join(i.value for i in at.info)
+    assert "Natural gradient = Gauss-Newton here" in notes
+    table = at.dataframe[0].value
+    assert table["final loss"][0] == pytest.approx(table["final loss"][1], rel=1e-12)
+    at = run_until_done(
+        page(
+            "compare",
+            problem="linreg_2d",
+            **{"p.loss": "gaussian_tanh_mean"},
+            rules="natural_gradient,gauss_newton",
+            steps="3",
+        )
+    )
+    assert "F ≠ G here" in " ".join(i.value for i in at.info)
+
+
+def test_failures_are_messages_and_other_rules_still_run():
+    at = run_until_done(
+        page(
+            "compare",
+            problem="rosenbrock",
+            rules="kfac,sgd,newton",
+            steps="20",
+            **{"r1.lr": "0.01", "r2.damping": "0", "r2.damping_adaptation": "fixed"},
+        )
+    )
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "kfac" in errors and "nn.Linear" in errors
+    assert list(at.dataframe[0].value["optimizer"]) == ["sgd", "newton"]
+
+
+def test_indefinite_hessian_gets_a_warning_with_the_remedy():
+    at = run_until_done(
+        page(
+            "compare",
+            problem="tiny_tanh",
+            rules="newton",
+            steps="5",
+            **{
+                "p.theta0": "0.01,0.01",
+                "r0.damping": "0",
+                "r0.damping_adaptation": "fixed",
+            },
+        )
+    )
+    assert not at.exception
+    text = " ".join(_warnings(at))
+    assert "indefinite" in text and "damping" in text
+
+
+def test_divergence_gets_a_warning():
+    at = run_until_done(
+        page(
+            "compare", problem="rosenbrock", rules="sgd", steps="30", **{"r0.lr": "0.5"}
+        )
+    )
+    assert not at.exception
+    assert any("diverged" in w for w in _warnings(at))
+
+
+def test_bad_url_parameters_are_ignored_with_a_warning():
+    at = run_until_done(
+        page(
+            "compare",
+            problem="linreg_2d",
+            rules="sgd,nonsense",
+            steps="3",
+            **{"r0.lr": "-1", "p.num_samples": "abc"},
+        )
+    )
+    assert not at.exception
+    text = " ".join(_warnings(at))
+    assert "nonsense" in text and "lr" in text and "num_samples" in text
+    assert list(at.dataframe[0].value["optimizer"]) == ["sgd"]
+
+
+def test_exported_script_reproduces_the_numbers(tmp_path):
+    experiment = Experiment(
+        "logreg_2d",
+        {"num_samples": 200},
+        (RuleChoice("sgd", {"lr": 0.5}), RuleChoice("kfac")),
+        {"steps": 4, "seed": 2},
+    )
+    histories = {c.display_label: ex.run(c) for c in experiment.run_configs()}
+    script = exports.python_script(experiment)
+    namespace: dict = {}
+    exec(compile(script, "reproduce.py", "exec"), namespace)
+    for label, history in histories.items():
+        assert namespace["histories"][label].same_as(history)
+    csv = exports.histories_csv(histories)
+    assert csv.splitlines()[0].startswith("run,rule,status,step,loss")
+    assert len(csv.splitlines()) == 1 + 2 * 5
+
+
+@pytest.mark.parametrize(
+    ("name", "query"),
+    [
+        ("curvature", {"problem": "moons_mlp", "p.num_samples": "40", "p.hidden": "4"}),
+        ("curvature", {"problem": "tiny_tanh"}),
+        ("landscape", {"problem": "tiny_tanh"}),
+        ("landscape", {"problem": "moons_mlp", "p.num_samples": "40"}),
+        ("theory", {}),
+    ],
+)
+def test_other_pages_render(name, query):
+    at = page(name, **query)
+    at.run()
+    assert not at.exception
+    if name != "theory":
+        assert at.get("plotly_chart")
+
+
+def test_curvature_page_shows_fisher_equals_ggn_for_cross_entropy():
+    at = page(
+        "curvature", problem="moons_mlp", **{"p.num_samples": "40", "p.hidden": "4"}
+    )
+    at.run()
+    difference = figure_titled(at, "ggn − fisher")
+    title = difference["layout"]["title"]["text"]
+    assert "= 0)" in title or "e-1" in title
+
+
+def test_app_navigation_reaches_every_page():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.query_params["problem"] = "linreg_2d"
+    at.query_params["rules"] = "sgd"
+    at.query_params["steps"] = "2"
+    run_until_done(at)
+    assert not at.exception
+    for name in ("curvature", "landscape", "theory"):
+        at.switch_page(f"pages/{name}.py").run()
+        assert not at.exception, name
+    # back on the Compare page, the settings survived the trip
+    at.switch_page("pages/compare.py").run()
+    assert not at.exception
+    assert at.selectbox(key="cmp.problem").value == "linreg_2d"
+    assert at.number_input(key="cmp.run.steps").value == 2

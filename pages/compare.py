@@ -2,7 +2,7 @@ import streamlit as st
 
 from explorer.ui import compare, results, state
 
-INLINE_WAIT = 1.5  # seconds: short runs show their results without a progress view
+INLINE_WAIT = 0.7  # seconds: short runs show their results without a progress view
 
 st.title("Compare optimizers")
 st.markdown(

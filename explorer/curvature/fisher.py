@@ -30,8 +30,11 @@ class FisherOperator(OutputGramOperator):
     psd = True
     exact = True
 
+    def _prepare_outputs(self) -> None:
+        self._product = self.problem.loss.output_fisher_product(self.outputs)
+
     def output_product(self, u: Tensor) -> Tensor:
-        return self.problem.loss.output_fisher_vp(self.outputs, u)
+        return self._product(u)
 
     def output_factors(self) -> tuple[Tensor, Tensor | None]:
         return self.problem.loss.output_fisher_sqrt(self.outputs), None

@@ -30,8 +30,12 @@ class GGNOperator(OutputGramOperator):
     def psd(self) -> bool:  # type: ignore[override]
         return self.problem.loss.convex
 
+    def _prepare_outputs(self) -> None:
+        loss = self.problem.loss
+        self._product = loss.output_hessian_product(self.outputs, self.targets)
+
     def output_product(self, u: Tensor) -> Tensor:
-        return self.problem.loss.output_hessian_vp(self.outputs, self.targets, u)
+        return self._product(u)
 
     def output_factors(self) -> tuple[Tensor, Tensor | None]:
         hessians = self.problem.loss.output_hessian(self.outputs, self.targets)

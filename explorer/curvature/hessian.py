@@ -41,8 +41,10 @@ class HessianOperator(CurvatureOperator):
         gradient_pass = forward.gradient_pass(loss.output_grad(outputs, targets) / n)
         self._mlp = (forward, gradient_pass, outputs, targets)
 
+        product = loss.output_hessian_product(outputs, targets)
+
         def output_hessian_vp(u: Tensor) -> Tensor:
-            return loss.output_hessian_vp(outputs, targets, u) / n
+            return product(u) / n
 
         return lambda rows: forward.hessian_products(
             rows, gradient_pass, output_hessian_vp

@@ -14,14 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from explorer.problems.base import LinearLayer, Problem
 
-#: (g_l, δ_l) per layer: gradients of h w.r.t. activations and pre-activations.
-GradientPass = tuple[list[Tensor], list[Tensor]]
+
+class GradientPass(NamedTuple):
+    """Per layer: g_l = ∂h/∂a_l, δ_l = ∂h/∂s_l and g_l ⊙ φ''_l (None for linear)."""
+
+    activation_grads: list[Tensor]
+    deltas: list[Tensor]
+    curvature_weights: list[Tensor | None]
+
 
 #: name -> (φ'(s, a), φ''(s, a)) given pre-activation s and activation a = φ(s).
 Derivatives = tuple[
@@ -160,25 +167,34 @@ class MLPForward:
         return values if slope is None else values * slope
 
     # ---------------------------------------------------------------- products
-    def _pre_tangents(self, vectors: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Forward tangents ṡ_l ([K,] N, out_l) of every layer and ż ([K,] N, C)."""
-        tangent = None  # ȧ_{l-1}; ȧ_0 = 0 since inputs do not depend on θ
+    def _tangents(self, vectors: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        """Forward tangents ṡ_l and ȧ_l ([K,] N, out_l) of every layer; ȧ_L = ż."""
+        single = vectors.dim() == 1
         pre_tangents: list[Tensor] = []
+        tangents: list[Tensor] = []  # ȧ_l; ȧ_0 = 0 since inputs do not depend on θ
         for index, weight in enumerate(self.weights):
             v_weight, v_bias = self._split(vectors, index)
-            s_dot = self.inputs_to[index] @ v_weight.transpose(-1, -2)
-            if v_bias is not None:
-                s_dot = s_dot + v_bias.unsqueeze(-2)
-            if tangent is not None:
-                s_dot = s_dot + tangent @ weight.T
+            a = self.inputs_to[index]
+            if single and v_bias is not None:  # fused kernels for one direction
+                s_dot = torch.addmm(v_bias, a, v_weight.T)
+            else:
+                s_dot = a @ v_weight.transpose(-1, -2)
+                if v_bias is not None:
+                    s_dot = s_dot + v_bias.unsqueeze(-2)
+            if tangents:
+                s_dot = (
+                    s_dot.addmm_(tangents[-1], weight.T)
+                    if single
+                    else (s_dot + tangents[-1] @ weight.T)
+                )
             pre_tangents.append(s_dot)
-            tangent = self._scale(s_dot, self.slopes[index])
-        return pre_tangents, tangent
+            tangents.append(self._scale(s_dot, self.slopes[index]))
+        return pre_tangents, tangents
 
     @_single
     def jvp(self, vectors: Tensor) -> Tensor:
         """J V: output tangents (K, N, C) for parameter directions ``vectors`` (K, P)."""
-        return self._pre_tangents(vectors)[1]
+        return self._tangents(vectors)[1][-1]
 
     def backprop(self, cotangents: Tensor) -> list[Tensor]:
         """Back-propagates output cotangents (K, N, C) to every layer's pre-activation.
@@ -253,35 +269,45 @@ class MLPForward:
             δ̇_l = ġ_l ⊙ φ'_l + g_l ⊙ φ''_l ⊙ ṡ_l, ġ_{l-1} = δ̇_l W_l + δ_l V_l,
             and (HV)_{W_l} = δ̇_lᵀ a_{l-1} + δ_lᵀ ȧ_{l-1}.
         """
-        grads_a, deltas = gradient_pass
-        pre_tangents, out_tangent = self._pre_tangents(vectors)
-        grad_a_dot = output_hessian_vp(out_tangent)
+        _, deltas, weights_2nd = gradient_pass
+        pre_tangents, tangents = self._tangents(vectors)
+        grad_a_dot = output_hessian_vp(tangents[-1])
+        single = vectors.dim() == 1
         weight_grads: list[Tensor] = [None] * len(self.weights)  # type: ignore[list-item]
         bias_grads: list[Tensor] = [None] * len(self.weights)  # type: ignore[list-item]
         for index in reversed(range(len(self.weights))):
-            slope, second = self.slopes[index], self.curvatures[index]
-            delta_dot = self._scale(grad_a_dot, slope)
-            if second is not None:
-                delta_dot = delta_dot + grads_a[index] * second * pre_tangents[index]
-            a_prev = self.inputs_to[index]
-            weight_grad = delta_dot.transpose(-1, -2) @ a_prev
-            if index > 0:
-                a_prev_dot = self._scale(
-                    pre_tangents[index - 1], self.slopes[index - 1]
+            delta_dot = self._scale(grad_a_dot, self.slopes[index])
+            if weights_2nd[index] is not None:
+                delta_dot = torch.addcmul(
+                    delta_dot, weights_2nd[index], pre_tangents[index]
                 )
-                weight_grad = weight_grad + deltas[index].T @ a_prev_dot
+            weight_grad = delta_dot.transpose(-1, -2) @ self.inputs_to[index]
+            if index > 0:
+                delta, a_dot = deltas[index], tangents[index - 1]
                 v_weight, _ = self._split(vectors, index)
-                grad_a_dot = delta_dot @ self.weights[index] + deltas[index] @ v_weight
+                if single:
+                    weight_grad = weight_grad.addmm_(delta.T, a_dot)
+                    grad_a_dot = torch.addmm(
+                        delta_dot @ self.weights[index], delta, v_weight
+                    )
+                else:
+                    weight_grad = weight_grad + delta.T @ a_dot
+                    grad_a_dot = delta_dot @ self.weights[index] + delta @ v_weight
             weight_grads[index] = weight_grad
             bias_grads[index] = delta_dot.sum(-2)
         return self._assemble(weight_grads, bias_grads, vectors.shape[:-1])
 
     def gradient_pass(self, output_grad: Tensor) -> GradientPass:
         """g_l = ∂h/∂a_l and δ_l = ∂h/∂s_l (N, out_l) for ``output_grad`` = ∂h/∂z."""
-        grads_a, deltas = [None] * len(self.weights), [None] * len(self.weights)
+        count = len(self.weights)
+        grads_a, deltas = [None] * count, [None] * count
         grad_a = output_grad
-        for index in reversed(range(len(self.weights))):
+        for index in reversed(range(count)):
             grads_a[index] = grad_a
             deltas[index] = self._scale(grad_a, self.slopes[index])
             grad_a = deltas[index] @ self.weights[index]
-        return grads_a, deltas
+        weights_2nd = [
+            None if second is None else grads_a[index] * second
+            for index, second in enumerate(self.curvatures)
+        ]
+        return GradientPass(grads_a, deltas, weights_2nd)

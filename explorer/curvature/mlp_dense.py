@@ -69,7 +69,9 @@ def dense_mlp_curvature(
             q = jacobian.transpose(1, 2) @ pre_hessians[m_index]
             block = _kron_sum(q, inputs[l_index], inputs[m_index])
             if gradient_pass is not None:
-                cross = _cross_sum(transfer, inputs[l_index], gradient_pass[1][m_index])
+                cross = _cross_sum(
+                    transfer, inputs[l_index], gradient_pass.deltas[m_index]
+                )
                 in_m = layers[m_index].linear.in_features
                 shaped = block.view(block.shape[0], -1, inputs[m_index].shape[1])
                 shaped[:, :, :in_m] += cross.view(block.shape[0], -1, in_m)
@@ -94,9 +96,11 @@ def _pre_activation_hessians(forward, output_matrices, gradient_pass) -> list[Te
             if slope is None
             else slope.unsqueeze(-1) * upstream * slope.unsqueeze(-2)
         )
-        if gradient_pass is not None and forward.curvatures[index] is not None:
-            grads_a = gradient_pass[0]
-            s = s + torch.diag_embed(grads_a[index] * forward.curvatures[index])
+        if (
+            gradient_pass is not None
+            and gradient_pass.curvature_weights[index] is not None
+        ):
+            s = s + torch.diag_embed(gradient_pass.curvature_weights[index])
         hessians[index] = s
         if index > 0:
             weight = forward.weights[index]

@@ -156,6 +156,18 @@ class LossSpec(ABC):
         """F_R(z) · u for ``u`` (..., N, C); closed forms override this."""
         return torch.einsum("nij,...nj->...ni", self.output_fisher(outputs), u)
 
+    def output_hessian_product(self, outputs: Tensor, targets: Tensor):
+        """``u -> ∇²_z L · u`` with per-example statistics computed once.
+
+        Curvature operators call this at construction and reuse the closure for
+        every product (inside CG or Lanczos, softmax and friends are not redone).
+        """
+        return lambda u: self.output_hessian_vp(outputs, targets, u)
+
+    def output_fisher_product(self, outputs: Tensor):
+        """``u -> F_R(z) · u`` with per-example statistics computed once."""
+        return lambda u: self.output_fisher_vp(outputs, u)
+
     def output_fisher_sqrt(self, outputs: Tensor) -> Tensor:
         """``R`` (N, C, K) with F_R(z) = R Rᵀ (used by diagonals and K-FAC)."""
         factor, _ = symmetric_sqrt_factor(self.output_fisher(outputs))
@@ -272,6 +284,13 @@ class BernoulliLoss(LossSpec):
     def output_fisher_sqrt(self, outputs):
         return torch.diag_embed(self._variance(outputs).sqrt())
 
+    def output_hessian_product(self, outputs, targets):
+        return self.output_fisher_product(outputs)
+
+    def output_fisher_product(self, outputs):
+        variance = self._variance(outputs)
+        return lambda u: variance * u
+
     def sample(self, outputs, generator):
         return (_rand(outputs.shape, outputs, generator) < torch.sigmoid(outputs)).to(
             outputs.dtype
@@ -334,6 +353,13 @@ class CategoricalLoss(LossSpec):
 
     def output_fisher_vp(self, outputs, u):
         return self._fisher_vp(outputs, u)
+
+    def output_hessian_product(self, outputs, targets):
+        return self.output_fisher_product(outputs)
+
+    def output_fisher_product(self, outputs):
+        p = torch.softmax(outputs, -1)
+        return lambda u: p * u - p * (p * u).sum(-1, keepdim=True)
 
     def output_fisher_sqrt(self, outputs):
         # diag(p) − p pᵀ = (diag(√p) − p √pᵀ)(diag(√p) − p √pᵀ)ᵀ since Σ p = 1.
@@ -420,6 +446,14 @@ class GaussianTanhMeanLoss(LossSpec):
 
     def output_fisher_sqrt(self, outputs):
         return torch.diag_embed(self._fisher_diag(outputs).sqrt())
+
+    def output_hessian_product(self, outputs, targets):
+        diagonal = self._hessian_diag(outputs, targets)
+        return lambda u: diagonal * u
+
+    def output_fisher_product(self, outputs):
+        diagonal = self._fisher_diag(outputs)
+        return lambda u: diagonal * u
 
     def sample(self, outputs, generator):
         noise = _randn(outputs.shape, outputs, generator)

@@ -7,11 +7,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_readme_python_blocks_run():
+    import explorer as ex
+
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
+    before = set(ex.CURVATURES)
+    namespace: dict = {}
+    try:
+        for block in blocks:  # one namespace: later blocks build on earlier ones
+            exec(compile(block, "README.md", "exec"), namespace)
+    finally:
+        for key in set(ex.CURVATURES) - before:  # leave the registry as found
+            ex.CURVATURES.unregister(key)
 
 
 def test_quickstart_has_exactly_two_commands_and_ci_calls_the_test_one():

@@ -147,21 +147,24 @@ def _rule_options(rule: str, prefix: str, disabled: bool) -> dict[str, Any]:
     schema = [o for o in spec.schema(values) if o.name != "curvature"]
     primary = [o for o in schema if o.name in PRIMARY]
     secondary = [o for o in schema if o.name not in PRIMARY]
-    values.update(options_form(tuple(primary), prefix, columns=3, disabled=disabled))
+    values.update(options_form(tuple(primary), prefix, columns=2, disabled=disabled))
     if secondary:
         with st.expander("More settings"):
             values.update(
-                options_form(tuple(secondary), prefix, columns=3, disabled=disabled)
+                options_form(tuple(secondary), prefix, columns=2, disabled=disabled)
             )
     return values
 
 
 def rules_editor(disabled: bool = False) -> list[RuleChoice]:
     """The optimizers to compare, with add and remove."""
-    choices = [
-        rule_card(rule_id, index, disabled)
-        for index, rule_id in enumerate(list(st.session_state[state.RULE_IDS]))
-    ]
+    ids = list(st.session_state[state.RULE_IDS])
+    choices = []
+    for row in range(0, len(ids), 2):  # two cards per row keeps results in view
+        columns = st.columns(2)
+        for offset, rule_id in enumerate(ids[row : row + 2]):
+            with columns[offset]:
+                choices.append(rule_card(rule_id, row + offset, disabled))
     if len(choices) < MAX_RULES:
         add = st.columns([3, 1], vertical_alignment="bottom")
         new_rule = add[0].selectbox(

@@ -17,10 +17,35 @@ import streamlit as st
 
 from explorer.options import Option
 
+#: Labels for option names that do not read well as words.
+LABELS = {
+    "lr": "Learning rate α",
+    "damping": "Damping λ",
+    "momentum": "Momentum μ",
+    "cg_maxiter": "CG iterations (max)",
+    "cg_rtol": "CG tolerance",
+    "cg_warm_start": "CG warm start",
+    "lm_omega": "LM factor ω",
+    "lm_interval": "LM interval T",
+    "lm_reject": "LM rejects bad steps",
+    "ema": "Curvature EMA β",
+    "beta1": "β₁",
+    "beta2": "β₂",
+    "eps": "ε",
+    "theta0": "Start θ₀",
+    "num_samples": "Examples N",
+    "sigma": "Likelihood σ",
+    "dim": "Dimension d",
+    "dtype": "Floating point",
+    "mc_samples": "MC samples",
+    "samples": "Samples k",
+    "average_decay": "Average decay β",
+}
+
 
 def title_of(name: str) -> str:
-    """``curvature_batch_size`` -> ``Curvature batch size``."""
-    return name.replace("_", " ").capitalize()
+    """An option's label: ``curvature_batch_size`` -> ``Curvature batch size``."""
+    return LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 def widget_value(option: Option, value: Any) -> Any:

@@ -1,0 +1,174 @@
+"""Streamlit parts of the "Check your approximation" page.
+
+Plugins come from the ``plugins/`` folder next to ``app.py``, ``EXPLORER_PLUGINS`` and
+entry points (``explorer.ui.plugins.load_app_plugins``, once per process).
+Uploading or typing plugin code executes arbitrary Python on the server, so it is off
+unless the server sets ``EXPLORER_ALLOW_CODE_UPLOAD=1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from explorer.check import (
+    CheckReport,
+    CheckSettings,
+    curvature_sections,
+    overview_table,
+    report_html,
+    run_battery,
+)
+from explorer.curvature.registry import CURVATURES
+from explorer.plugins import PluginReport, load_plugin_file
+
+#: The server setting that enables executing uploaded or typed plugin code.
+ALLOW_UPLOAD = "EXPLORER_ALLOW_CODE_UPLOAD"
+
+#: Session-state key of the last battery result.
+RESULT_KEY = "check_result"
+
+UPLOAD_OFF = (
+    "Uploading or typing plugin code is **off**: the code would run as Python on "
+    f"this server with its permissions. For a local, single-user server, start it "
+    f"with `{ALLOW_UPLOAD}=1` to enable it. Otherwise put plugin files in `plugins/` "
+    "next to `app.py` or list them in `EXPLORER_PLUGINS`, and restart."
+)
+UPLOAD_ON = (
+    f"Code upload is **on** (`{ALLOW_UPLOAD}=1`): anything loaded here runs as "
+    "Python on this server. Use this only on a local, single-user server."
+)
+
+
+def upload_allowed() -> bool:
+    """Whether the server explicitly enabled executing uploaded code."""
+    return os.environ.get(ALLOW_UPLOAD, "").strip().lower() in ("1", "true", "yes")
+
+
+def checkable_keys() -> list[str]:
+    """Plugins first, then built-in approximations that declare a reference."""
+    plugins = [k for k, s in CURVATURES.items() if s.source != "builtin"]
+    builtins = [
+        k
+        for k, s in CURVATURES.items()
+        if s.source == "builtin" and s.reference and s.selectable
+    ]
+    return plugins + builtins
+
+
+def describe_key(key: str) -> str:
+    spec = CURVATURES[key]
+    origin = "built-in" if spec.source == "builtin" else Path(spec.source).name
+    return f"{spec.label} ({key}, {origin})"
+
+
+def show_plugin_reports(reports: list[PluginReport]) -> None:
+    """Failures as warnings, successes in one caption."""
+    for report in reports:
+        if not report.ok:
+            st.warning(f"Plugin {report.summary()}")
+    loaded = [r.summary() for r in reports if r.ok]
+    if loaded:
+        st.caption("Loaded plugins: " + "; ".join(loaded))
+
+
+def _load_code(text: str, name: str) -> None:
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    if st.session_state.get("check_loaded_code") == digest:
+        return
+    folder = Path(tempfile.gettempdir()) / "explorer-uploads" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (Path(name).stem or "plugin")
+    path = path.with_suffix(".py")
+    path.write_text(text, encoding="utf-8")
+    report = load_plugin_file(path)
+    st.session_state["check_loaded_code"] = digest
+    st.session_state["check_code_report"] = report
+
+
+def code_upload() -> None:
+    """The upload and paste boxes when allowed; the explanation otherwise."""
+    if not upload_allowed():
+        st.info(UPLOAD_OFF)
+        return
+    st.warning(UPLOAD_ON)
+    file = st.file_uploader("Upload a plugin file", type=["py"])
+    if file is not None:
+        _load_code(file.getvalue().decode("utf-8"), file.name)
+    with st.form("check_code"):
+        text = st.text_area("…or paste plugin code", height=200)
+        if st.form_submit_button("Load this code") and text.strip():
+            _load_code(text, "pasted_plugin.py")
+    report = st.session_state.get("check_code_report")
+    if report is not None:
+        (st.success if report.ok else st.error)(report.summary())
+
+
+def run_with_progress(key: str, settings: CheckSettings) -> dict[str, Any] | None:
+    """Runs the battery under a progress bar; stores and returns the result.
+
+    An invalid choice (a problem option out of range...) shows an error and
+    returns None.
+    """
+    bar = st.progress(0.0, text="Starting the battery…")
+    try:
+        report = run_battery(
+            [key], settings, lambda fraction, text: bar.progress(fraction, text=text)
+        )
+    except ValueError as error:  # an invalid choice: say so, keep the page
+        bar.empty()
+        st.error(str(error))
+        return None
+    bar.empty()
+    result = {
+        "report": report,
+        "html": report_html(report),
+        "json": json.dumps(report.to_dict(), indent=2, ensure_ascii=False),
+    }
+    st.session_state[RESULT_KEY] = result
+    return result
+
+
+def show_report(result: dict[str, Any]) -> None:
+    """Verdicts, sections (tables and figures) and the two downloads."""
+    report: CheckReport = result["report"]
+    (st.success if report.passed else st.error)(
+        "Every declared property holds."
+        if report.passed
+        else "A declared property fails: "
+        + "; ".join(
+            f"{c.key}: " + ", ".join(v.name for v in c.failures())
+            for c in report.curvatures
+            if not c.passed
+        )
+    )
+    st.dataframe(overview_table(report), hide_index=True)
+    name = "-".join(c.key for c in report.curvatures)
+    left, right = st.columns(2)
+    left.download_button(
+        "Download the HTML report", result["html"], f"check-{name}.html", "text/html"
+    )
+    right.download_button(
+        "Download the JSON summary",
+        result["json"],
+        f"check-{name}.json",
+        "application/json",
+    )
+    for curvature in report.curvatures:
+        for section in curvature_sections(curvature, report.settings.damping):
+            with st.expander(section.title, expanded=section.title == "Verdicts"):
+                if section.text:
+                    st.caption(section.text)
+                for caption, frame in section.tables:
+                    if caption:
+                        st.caption(caption)
+                    st.dataframe(frame, hide_index=True)
+                for caption, figure in section.figures:
+                    key = f"check-{name}-{section.title}-{caption}"
+                    st.plotly_chart(figure, width="stretch", key=key)

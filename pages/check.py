@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import streamlit as st
+
+import explorer as ex
+from explorer.check import DEFAULT_PROBLEMS, CheckSettings, ProblemChoice
+from explorer.ui import check as ui
+from explorer.ui.plugins import load_app_plugins
+
+st.title("Check your approximation")
+st.markdown(
+    "Bring your own curvature: register it with `@ex.register_curvature` in a "
+    "plugin file, and this battery measures it against a reference on small problems "
+    "at points along a short natural-gradient run: symmetry, positive "
+    "semi-definiteness, scale (trace ratio), relative Frobenius error, the cosine of "
+    "the damped preconditioned directions, spectra, generalized spectra, the cost of "
+    "a product, and a race as an optimizer. Only *declared* properties pass or fail. "
+    "The same report comes from `python -m explorer check my_plugin.py`."
+)
+reports = load_app_plugins(str(Path(__file__).parents[1] / "plugins"))
+ui.show_plugin_reports(reports)
+ui.code_upload()
+
+keys = ui.checkable_keys()
+if not keys:
+    st.info("No curvature to check yet: load a plugin first.")
+    st.stop()
+with st.form("check_settings"):
+    key = st.selectbox("Curvature to check", keys, format_func=ui.describe_key)
+    references = [k for k, s in ex.CURVATURES.items() if s.selectable]
+    reference = st.selectbox(
+        "Reference",
+        ["", *references],
+        format_func=lambda k: k or "the one it declares (else fisher, informative)",
+        help="The exact matrix it approximates. The scale is judged only against a "
+        "declared or chosen reference.",
+    )
+    problems = st.multiselect(
+        "Problems", list(ex.PROBLEMS), default=list(DEFAULT_PROBLEMS)
+    )
+    left, middle, right = st.columns(3)
+    steps = left.number_input("Steps of the run and race", 1, 200, 20)
+    damping = middle.number_input("Damping λ", 0.0, 1e6, 0.1, format="%g")
+    race = right.checkbox("Optimization race", value=True)
+    submitted = st.form_submit_button("Run the battery", type="primary")
+
+if submitted and not problems:
+    st.warning("Pick at least one problem.")
+elif submitted:
+    settings = CheckSettings(
+        problems=tuple(ProblemChoice.of(p) for p in problems),
+        reference=reference or None,
+        steps=int(steps),
+        damping=float(damping),
+        race=race,
+    )
+    ui.run_with_progress(key, settings)
+
+result = st.session_state.get(ui.RESULT_KEY)
+if result is not None:
+    ui.show_report(result)

@@ -1,0 +1,148 @@
+"""The "Check your approximation" page (AppTest) and plugins as optimizers."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import explorer as ex
+from explorer.ui.check import ALLOW_UPLOAD
+from tests.plotly_json import array
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "check.py")
+KEY = "test_page_damped_fisher"
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches(monkeypatch):
+    import streamlit as st
+
+    monkeypatch.delenv(ALLOW_UPLOAD, raising=False)
+    monkeypatch.delenv("EXPLORER_PLUGINS", raising=False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def registered():
+    """A plugin registered in the test: the Fisher plus a little identity."""
+
+    @ex.register_curvature(KEY, label="Fisher + 0.01·I", reference="fisher", psd=True)
+    def damped_fisher(problem, theta, batch=None):
+        fisher = ex.curvature("fisher", problem, theta, batch=batch).dense()
+        return fisher + 0.01 * torch.eye(problem.num_params, dtype=theta.dtype)
+
+    yield KEY
+    ex.CURVATURES.unregister(KEY)
+
+
+def _page():
+    at = AppTest.from_file(PAGE, default_timeout=90)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def _run_battery(at, key, steps=3):
+    at.selectbox[0].set_value(key)
+    at.multiselect[0].set_value(["linreg_2d"])
+    at.number_input[0].set_value(steps)
+    at.button[0].click().run()
+    assert not at.exception
+    return at
+
+
+def test_a_registered_plugin_is_an_optimizer_and_is_checked_on_the_page(registered):
+    config = ex.RunConfig(
+        problem="linreg_2d",
+        rule="precondition",
+        rule_options={"curvature": registered, "damping": 0.0},
+        steps=3,
+        device="cpu",
+    )
+    history = ex.run(config)
+    losses = history.to_frame()["loss"].tolist()
+    assert history.status == "ok" and losses[-1] < 0.5 * losses[0], losses
+
+    at = _page()
+    options = at.selectbox[0].options
+    mine = "Fisher + 0.01·I (test_page_damped_fisher, plugin)"
+    builtins = [o for o in options if o.endswith(", built-in)")]
+    assert mine in options and options.index(mine) < options.index(builtins[0])
+    assert "Uploading or typing plugin code is **off**" in at.info[0].value
+    assert ALLOW_UPLOAD in at.info[0].value
+    _run_battery(at, registered)
+    assert [s.value for s in at.success] == ["Every declared property holds."]
+    assert len(at.get("download_button")) == 2
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    spectra = [f for f in figures if "eigenvalues of C" in f["layout"]["title"]["text"]]
+    (spectrum,) = spectra
+    names = [trace["name"] for trace in spectrum["data"]]
+    assert registered in names and "fisher" in names
+    values = array(spectrum["data"][names.index(registered)]["y"])
+    assert values.shape == (2,) and (values > 0).all()
+    race = [f for f in figures if "per iteration" in f["layout"]["title"]["text"]]
+    assert registered in [trace["name"] for trace in race[0]["data"]]
+
+
+def test_a_failing_plugin_shows_its_verdict_not_an_exception(tmp_path, monkeypatch):
+    plugin = tmp_path / "raising.py"
+    plugin.write_text(
+        textwrap.dedent(
+            """
+            import explorer as ex
+
+            @ex.register_curvature("test_page_raises", reference="fisher")
+            def raises(problem, theta, batch=None):
+                raise RuntimeError("the plugin exploded")
+            """
+        )
+    )
+    broken = tmp_path / "broken.py"
+    broken.write_text("import no_such_module_here\n")
+    monkeypatch.setenv("EXPLORER_PLUGINS", f"{plugin}:{broken}")
+    try:
+        at = _page()
+        assert any("no_such_module_here" in w.value for w in at.warning)
+        _run_battery(at, "test_page_raises", steps=2)
+        (error,) = at.error
+        assert "test_page_raises: well_formed" in error.value
+        frames = [e.value for e in at.dataframe]
+        verdicts = next(f for f in frames if "property" in f.columns)
+        assert "the plugin exploded" in " ".join(verdicts["detail"])
+    finally:
+        for key in [k for k, s in ex.CURVATURES.items() if str(tmp_path) in s.source]:
+            ex.CURVATURES.unregister(key)
+
+
+def test_code_upload_needs_the_explicit_server_setting(monkeypatch):
+    at = _page()
+    assert not at.text_area
+    monkeypatch.setenv(ALLOW_UPLOAD, "1")
+    at = _page()
+    assert "runs as Python on this server" in at.warning[0].value
+    code = textwrap.dedent(
+        """
+        import torch
+        import explorer as ex
+
+        @ex.register_curvature("test_page_pasted", reference="fisher", psd=True)
+        def pasted(problem, theta, batch=None):
+            return ex.curvature("fisher", problem, theta, batch=batch).dense()
+        """
+    )
+    try:
+        at.text_area[0].input(code)
+        at.button[0].click().run()
+        assert not at.exception
+        assert "test_page_pasted" in at.success[0].value
+        assert any(
+            option.startswith("test_page_pasted (test_page_pasted, pasted_plugin.py")
+            for option in at.selectbox[0].options
+        ), at.selectbox[0].options
+    finally:
+        if "test_page_pasted" in ex.CURVATURES:
+            ex.CURVATURES.unregister("test_page_pasted")

@@ -24,6 +24,7 @@ navigation = st.navigation(
         ),
         st.Page("pages/curvature.py", title="Curvature", icon="🔬"),
         st.Page("pages/landscape.py", title="Landscape", icon="🗺️"),
+        st.Page("pages/tour.py", title="Paper tour", icon="🎓"),
         st.Page("pages/check.py", title="Check your approximation", icon="🧪"),
         st.Page("pages/theory.py", title="Theory", icon="📖"),
     ]

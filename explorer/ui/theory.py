@@ -84,8 +84,7 @@ $J v$ and a reverse pass for $J^\top u$.
         "Fisher information",
         "fisher",
         r"""
-$$F = \frac1N \sum_i J_i^\top F_R(z_i) J_i, \qquad
-F_R(z) = \mathbb{E}_{y\sim R(\cdot\mid z)}\big[\nabla_z L(y,z)\nabla_z L(y,z)^\top\big].$$
+$$F = \frac1N \sum_i J_i^\top F_R(z_i) J_i, \qquad F_R(z) = \mathbb{E}_{y\sim R(\cdot\mid z)}\big[\nabla_z L(y,z)\nabla_z L(y,z)^\top\big].$$
 
 The expectation is over the **model's own** predictive distribution, not the labels.
 For matching likelihoods $F_R = \nabla_z^2 L$, hence $F = G$ (claim C1), which is why
@@ -119,8 +118,7 @@ approximations with closed-form inverses.
 **K-FAC** (Martens & Grosse 2015): for a linear layer $s = \bar W \bar a$ with
 $\bar a = [a; 1]$, the Fisher block is approximated by a Kronecker product
 
-$$F_\ell \approx A_\ell \otimes S_\ell,\quad A = \mathbb{E}[\bar a \bar a^\top],\quad
-S = \mathbb{E}[\nabla_s L\, \nabla_s L^\top],$$
+$$F_\ell \approx A_\ell \otimes S_\ell,\quad A = \mathbb{E}[\bar a \bar a^\top],\quad S = \mathbb{E}[\nabla_s L\, \nabla_s L^\top],$$
 
 with $y$ sampled from the model (or the exact output factor, "KFLR"), block-diagonal
 across layers. It is exact for a single linear layer with a Gaussian output (claim C7).

@@ -1,0 +1,217 @@
+"""Figure builders the tour needs and ``explorer.plots`` does not have.
+
+Small and generic: curves against a parameter (log axes, reference lines), a mean
+with a band over seeds, a grid of final losses over (lr, λ), and the level sets of
+quadratic models at a minimum (where g = 0, so the level through θ is a point).
+Colours and layout come from :mod:`explorer.plots.theme`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from explorer.landscape.quadratic import QuadraticModel
+from explorer.plots.common import NUMBER, nan_to_none
+from explorer.plots.theme import SEQUENTIAL, apply_layout, curvature_color
+
+#: A neutral colour for reference lines (closed forms, bounds).
+REFERENCE_COLOR = "#555555"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of a :func:`curves_figure`.
+
+    Attributes:
+        name: Legend entry.
+        x: Abscissae.
+        y: Ordinates (NaN: gap).
+        color: Line colour.
+        dash: ``"solid"``, ``"dash"``, ``"dot"``…
+        markers: Draw markers too.
+        band: Optional (low, high) arrays drawn as a shaded band.
+    """
+
+    name: str
+    x: Sequence[float]
+    y: Sequence[float]
+    color: str = REFERENCE_COLOR
+    dash: str = "solid"
+    markers: bool = True
+    band: tuple[Sequence[float], Sequence[float]] | None = None
+
+
+def _band_fill(color: str) -> str:
+    if color.startswith("#") and len(color) == 7:
+        red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+        return f"rgba({red},{green},{blue},0.18)"
+    return "rgba(120,120,120,0.18)"
+
+
+def curves_figure(
+    curves: Sequence[Curve],
+    *,
+    title: str,
+    x_title: str,
+    y_title: str,
+    log_x: bool = False,
+    log_y: bool = False,
+    height: int = 460,
+) -> go.Figure:
+    """Lines (with optional shaded bands) against a common kind of x.
+
+    Args:
+        curves: The lines, in legend order; a band is drawn under its line.
+        title: Figure title.
+        x_title: X-axis title with units.
+        y_title: Y-axis title with units.
+        log_x: Log x axis.
+        log_y: Log y axis (non-positive values become gaps).
+        height: Pixels.
+    """
+    figure = go.Figure()
+    for curve in curves:
+        xs = np.asarray(curve.x, float)
+        ys = np.asarray(curve.y, float)
+        if log_y:
+            ys = np.where(ys > 0, ys, np.nan)
+        if curve.band is not None:
+            low, high = (np.asarray(b, float) for b in curve.band)
+            if log_y:
+                low = np.where(low > 0, low, np.nan)
+            figure.add_trace(
+                go.Scatter(
+                    x=np.concatenate([xs, xs[::-1]]),
+                    y=nan_to_none(np.concatenate([high, low[::-1]])),
+                    mode="lines",
+                    fill="toself",
+                    fillcolor=_band_fill(curve.color),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    name=f"{curve.name} (band)",
+                    legendgroup=curve.name,
+                    showlegend=False,
+                )
+            )
+        figure.add_trace(
+            go.Scatter(
+                x=xs,
+                y=nan_to_none(ys),
+                mode="lines+markers" if curve.markers else "lines",
+                name=curve.name,
+                legendgroup=curve.name,
+                line={"color": curve.color, "dash": curve.dash, "width": 2},
+                marker={"size": 6},
+                hovertemplate=(
+                    f"<b>{curve.name}</b><br>{x_title} = %{{x{NUMBER}}}<br>"
+                    f"{y_title} = %{{y{NUMBER}}}<extra></extra>"
+                ),
+            )
+        )
+    apply_layout(
+        figure,
+        title=title,
+        xaxis={"title": x_title, "type": "log" if log_x else "linear"},
+        yaxis={"title": y_title, "type": "log" if log_y else "linear"},
+        height=height,
+    )
+    return figure
+
+
+def grid_heatmaps(
+    grids: Mapping[str, np.ndarray],
+    xs: Sequence[float],
+    ys: Sequence[float],
+    *,
+    title: str,
+    x_title: str,
+    y_title: str,
+    quantity: str,
+    floor: float,
+    ceiling: float,
+) -> go.Figure:
+    """One heatmap per name of log₁₀(value) on a shared colour scale.
+
+    Args:
+        grids: Name -> values (len(ys), len(xs)); NaN or inf (diverged) are blank.
+        xs: Column coordinates (e.g. learning rates), shown as categories.
+        ys: Row coordinates (e.g. damping values).
+        title: Figure title.
+        x_title: X-axis title.
+        y_title: Y-axis title.
+        quantity: What the values are (hover and colour-bar title).
+        floor: Values below (e.g. exact zeros: solved to rounding) are drawn here.
+        ceiling: Values above (no progress, or blown up but finite) are drawn here.
+    """
+    names = list(grids)
+    low, high = math.log10(floor), math.log10(ceiling)
+    figure = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    labels_x = [f"{x:g}" for x in xs]
+    labels_y = [f"{y:g}" for y in ys]
+    for col, name in enumerate(names, start=1):
+        values = np.asarray(grids[name], float)
+        shown = np.where(
+            np.isfinite(values), np.log10(np.clip(values, floor, ceiling)), np.nan
+        )
+        figure.add_trace(
+            go.Heatmap(
+                z=shown,
+                x=labels_x,
+                y=labels_y,
+                customdata=values,
+                zmin=low,
+                zmax=high,
+                colorscale=SEQUENTIAL,
+                showscale=col == len(names),
+                colorbar={"title": f"log₁₀ {quantity}"},
+                name=name,
+                hovertemplate=(
+                    f"<b>{name}</b><br>{x_title} = %{{x}}<br>{y_title} = %{{y}}<br>"
+                    f"{quantity} = %{{customdata{NUMBER}}}<extra></extra>"
+                ),
+            ),
+            row=1,
+            col=col,
+        )
+        figure.update_xaxes(title_text=x_title, type="category", row=1, col=col)
+        figure.update_yaxes(type="category", row=1, col=col)
+    figure.update_yaxes(title_text=y_title, row=1, col=1)
+    apply_layout(figure, title=title, height=420, margin={"t": 90})
+    return figure
+
+
+def optimum_model_traces(
+    models: Mapping[str, QuadraticModel], level: float
+) -> list[go.Scatter]:
+    """Level sets M_C = h(θ*) + ``level`` of models built at a minimum θ*.
+
+    At a minimum g = 0, so the level through θ* is the point itself; a level a
+    little above shows each model's ellipse: where it thinks the loss rises by
+    ``level`` (Kunstner et al. 2019, figure 2).
+    """
+    traces = []
+    for key, model in models.items():
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for curve in model.level_set(level=model.value + level):
+            xs += [*curve[:, 0].tolist(), None]
+            ys += [*curve[:, 1].tolist(), None]
+        name = f"{model.label} model: h(θ*) + {level:.3g}"
+        traces.append(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                name=name,
+                legendgroup=f"model:{key}",
+                line={"color": curvature_color(key), "dash": "dash", "width": 2.5},
+                hovertemplate=f"{name}<extra></extra>",
+            )
+        )
+    return traces

@@ -23,15 +23,6 @@ st.markdown(
 with st.sidebar:
     point = problem_and_point()
     keys = cv.applicable(point.problem)
-    defaults = [k for k in ("fisher", "ggn", "hessian", "ef", "kfac") if k in keys]
-    chosen = st.multiselect(
-        "Curvatures",
-        keys,
-        default=defaults,
-        key="view.curvatures",
-        format_func=lambda k: ex.CURVATURES[k].label,
-        help="Any registered curvature, plugins included.",
-    )
     reference = st.selectbox(
         "Reference",
         keys,
@@ -56,8 +47,16 @@ with st.sidebar:
         key="view.scale",
         help="Signed values on a diverging scale, or log₁₀|C|.",
     )
+chosen = st.multiselect(
+    "Curvatures",
+    keys,
+    default=[k for k in ("fisher", "ggn", "hessian", "ef", "kfac") if k in keys],
+    key="view.curvatures",
+    format_func=lambda k: ex.CURVATURES[k].label,
+    help="Any registered curvature, plugins included.",
+)
 if not chosen:
-    st.info("Choose at least one curvature in the sidebar.")
+    st.info("Choose at least one curvature above.")
     st.stop()
 analysis = cv.analyse(point.key, point, tuple(chosen), reference, float(damping), 10)
 st.caption(f"At {point.description}.")

@@ -74,6 +74,12 @@ if problem.num_params == 2:
     )
     for name, note in notes.items():
         st.info(f"**{name}**: {note}")
+    if runs:
+        st.caption(
+            "Paths come from the Compare page's last run; paths that coincide (natural "
+            "gradient and Gauss-Newton for matching likelihoods) are drawn on top of "
+            "each other. The slider replays them step by step."
+        )
     plot(figure, "landscape")
 else:
     kind = st.radio(

@@ -51,7 +51,7 @@ def test_lists_every_claim_without_running_anything():
     assert titles == {preset.title for preset in PRESETS.values()}
     assert len(at.latex) == len(PRESETS)
     assert not at.get("plotly_chart")  # nothing runs before Load
-    assert at.radio(key="tour.size").value == "full"
+    assert at.radio(key="tour.size").value == "small"
 
 
 def _param(key):

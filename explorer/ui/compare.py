@@ -103,7 +103,7 @@ def rule_card(rule_id: int, index: int, disabled: bool) -> RuleChoice:
     """One optimizer: its rule, label and hyper-parameters."""
     prefix = state.rule_prefix(rule_id)
     with st.container(border=True):
-        head = st.columns([3, 3, 1], vertical_alignment="bottom")
+        head = st.columns([6, 1], vertical_alignment="bottom")
         current = st.session_state.get(f"{prefix}.rule", "sgd")
         anchor = RULE_THEORY.get(current, "updates")
         rule = head[0].selectbox(
@@ -115,7 +115,12 @@ def rule_card(rule_id: int, index: int, disabled: bool) -> RuleChoice:
             f"{theory_link(anchor)}.",
             disabled=disabled,
         )
-        label = head[1].text_input(
+        if head[1].button(
+            "✕", key=f"{prefix}.remove", help="Remove this optimizer", disabled=disabled
+        ):
+            state.remove_rule(rule_id)
+            st.rerun()
+        label = st.text_input(
             "Label",
             key=f"{prefix}.label",
             placeholder=rule,
@@ -123,11 +128,6 @@ def rule_card(rule_id: int, index: int, disabled: bool) -> RuleChoice:
             "different settings.",
             disabled=disabled,
         )
-        if head[2].button(
-            "✕", key=f"{prefix}.remove", help="Remove this optimizer", disabled=disabled
-        ):
-            state.remove_rule(rule_id)
-            st.rerun()
         st.caption(RULES[rule].description)
         values = _rule_options(rule, f"{prefix}.{rule}", disabled)
     return state.read_rule(rule_id, values, label)

@@ -110,6 +110,7 @@ def summary_table(job: ComparisonJob) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["cached"] = [state.cached for state in finished]
+    frame = frame.dropna(axis="columns", how="all")  # e.g. no test set: no test columns
     return frame.rename(
         columns={
             "run": "optimizer",
@@ -146,11 +147,6 @@ def results(job: ComparisonJob) -> None:
     if not histories:
         return
     st.dataframe(summary_table(job), hide_index=True, width="stretch")
-    try:
-        figures = report_figures(report_key(histories), histories)
-    except (ValueError, RuntimeError) as error:
-        st.warning(f"Some views could not be drawn: {error}")
-        figures = {}
     tabs = st.tabs(
         [
             "Loss",
@@ -176,6 +172,11 @@ def results(job: ComparisonJob) -> None:
             f"step size. {theory_link('updates')}"
         )
         plot(hyperparameter_figure(histories), "damping-rho-alpha", key="cmp.hyper")
+    try:  # after the loss tab, so the first charts show while these compute
+        figures = report_figures(report_key(histories), histories)
+    except (ValueError, RuntimeError) as error:
+        st.warning(f"Some views could not be drawn: {error}")
+        figures = {}
     parameter = {
         k: v
         for k, v in figures.items()

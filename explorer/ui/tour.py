@@ -54,8 +54,8 @@ def seed_from_url() -> None:
 
 
 def size_picker() -> str:
-    """The size radio (full by default)."""
-    st.session_state.setdefault(SIZE, "full")
+    """The size radio (quick by default: a first Load answers in seconds)."""
+    st.session_state.setdefault(SIZE, "small")
     return st.radio(
         "Size",
         SIZES,

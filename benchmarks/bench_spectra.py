@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
@@ -47,26 +45,6 @@ TOP_K = 10
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def timed(function, device: str) -> tuple[float, object]:
-    synchronize(device)
-    start = time.perf_counter()
-    result = function()
-    synchronize(device)
-    return time.perf_counter() - start, result
-
-
-def gradient_seconds(problem, device: str, repeats: int = 9) -> float:
-    gradient = module_gradient(
-        problem.model,
-        torch.nn.functional.cross_entropy,
-        problem.inputs,
-        problem.targets,
-    )
-    return interleaved_medians(
-        {"g": lambda: (gradient(), synchronize(device))}, repeats=repeats
-    )["g"]
 
 
 def eigsh_top(matvec, size: int, dtype, k: int = TOP_K):
@@ -119,107 +97,136 @@ def curvlinops_matvec(problem, key: str):
 
 
 def top_eigen_rows(name, hidden, dtype, device, repeats, peers_wanted=True) -> dict:
+    """Top-10 eigenvalues by each route, timed round-robin with the gradient."""
     problem = ex.problem(
         "digits_mlp", hidden=hidden, test_fraction=0.0, dtype=dtype, device=device
     )
     theta = problem.theta0
-    base = gradient_seconds(problem, device)
-    rows = {"P": problem.num_params, "gradient_ms": base * 1e3}
+    gradient = module_gradient(
+        problem.model,
+        torch.nn.functional.cross_entropy,
+        problem.inputs,
+        problem.targets,
+    )
     print(
         f"\n== digits_mlp {name}, P = {problem.num_params:,}, N = 1,797, {dtype}, "
         f"{device} =="
     )
-    print(f"one full-batch gradient: {base * 1e3:.2f} ms")
+    rows: dict = {"P": problem.num_params}
     for key in ("ggn", "hessian"):
-        times, products, result = [], 0, None
-        for _ in range(repeats):
-            seconds, result = timed(
-                lambda key=key: lanczos(
-                    ex.curvature(key, problem, theta), TOP_K, vectors=False
-                ),
-                device,
+        found: dict = {}
+
+        def ours(key=key, found=found):
+            found["ours"] = lanczos(
+                ex.curvature(key, problem, theta), TOP_K, vectors=False
             )
-            times.append(seconds)
-            products = result.products
-        ours = statistics.median(times)
+
+        routes = {"gradient": lambda: (gradient(), synchronize(device)), "ours": ours}
+        if peers_wanted:
+            matvecs = {"eigsh/ours": ours_matvec(ex.curvature(key, problem, theta))}
+            peer = curvlinops_matvec(problem, key) if device == "cpu" else None
+            if peer is not None:
+                matvecs["eigsh/curvlinops"] = peer
+            for route, matvec in matvecs.items():
+
+                def run(route=route, matvec=matvec, found=found):
+                    found[route] = eigsh_top(matvec, problem.num_params, theta.dtype)
+
+                routes[route] = run
+        medians = interleaved_medians(
+            {
+                route: (lambda f=f: (f(), synchronize(device)))
+                for route, f in routes.items()
+            },
+            repeats=repeats,
+            warmup=1,
+        )
+        base = medians.pop("gradient")
+        result = found["ours"]
+        ours_values = result.top(TOP_K).numpy()
         row = {
-            "ours_s": ours,
-            "ours_gradients": ours / base,
-            "ours_products": products,
+            "gradient_ms": base * 1e3,
+            "ours_s": medians["ours"],
+            "ours_gradients": medians["ours"] / base,
+            "ours_products": result.products,
             "converged": result.converged,
         }
-        ours_values = result.top(TOP_K).numpy()
         line = (
-            f"  {key:>7s} top-{TOP_K}: ours {ours:6.3f} s = {ours / base:6.1f} gradients, "
-            f"{products} products"
+            f"  {key:>7s} top-{TOP_K} (gradient {base * 1e3:.2f} ms): ours "
+            f"{medians['ours']:6.3f} s = {medians['ours'] / base:6.1f} gradients, "
+            f"{result.products} products"
         )
-        peers = {"eigsh/ours": ours_matvec(ex.curvature(key, problem, theta))}
-        if not peers_wanted:
-            peers = {}
-        if device == "cpu" and peers_wanted:
-            peer = curvlinops_matvec(problem, key)
-            if peer is not None:
-                peers["eigsh/curvlinops"] = peer
-        for peer_name, matvec in peers.items():
-            seconds, (values, count) = timed(
-                lambda matvec=matvec: eigsh_top(
-                    matvec, problem.num_params, theta.dtype
-                ),
-                device,
-            )
-            scale = float(np.abs(values).max())
-            diff = float(np.abs(values - ours_values).max()) / scale
-            row[peer_name] = {
+        for route in [r for r in medians if r != "ours"]:
+            values, count = found[route]
+            seconds = medians[route]
+            diff = float(np.abs(values - ours_values).max() / np.abs(values).max())
+            speedup = seconds / medians["ours"]
+            row[route] = {
                 "seconds": seconds,
                 "products": count,
-                "speedup": seconds / ours,
+                "speedup": speedup,
                 "max_rel_diff": diff,
             }
             goal = ""
-            if peer_name == "eigsh/curvlinops":
-                goal = f" (goal ≥ 3×: {'met' if seconds / ours >= 3 else 'MISSED'})"
+            if route == "eigsh/curvlinops":
+                goal = f" (goal ≥ 3×: {'met' if speedup >= 3 else 'MISSED'})"
             line += (
-                f"\n           {peer_name:>17s} {seconds:6.3f} s, {count} products -> "
-                f"ours {seconds / ours:4.1f}× faster{goal}; eigenvalues agree to "
-                f"{diff:.1e} (relative)"
+                f"\n           {route:>17s} {seconds:6.3f} s, {count} products -> ours "
+                f"{speedup:4.1f}× faster{goal}; eigenvalues agree to {diff:.1e} "
+                "(relative)"
             )
-        if "eigsh/curvlinops" not in peers and device == "cpu" and peers_wanted:
+        if peers_wanted and device == "cpu" and "eigsh/curvlinops" not in medians:
             line += "\n           (curvlinops not importable: no eigsh/curvlinops row)"
         rows[key] = row
         print(line)
     return rows
 
 
-def slq_rows(device: str, hidden=(512, 512)) -> dict:
+def slq_rows(device: str, hidden=(512, 512), repeats: int = 3) -> dict:
+    """SLQ densities, timed round-robin with the gradient."""
     problem = ex.problem(
         "digits_mlp", hidden=hidden, test_fraction=0.0, dtype="float32", device=device
     )
-    base = gradient_seconds(problem, device)
+    gradient = module_gradient(
+        problem.model,
+        torch.nn.functional.cross_entropy,
+        problem.inputs,
+        problem.targets,
+    )
     print(
         f"\n== SLQ density, digits_mlp 64-{'-'.join(map(str, hidden))}-10, "
         f"P = {problem.num_params:,}, float32, {device} =="
     )
+    settings = {"ggn": (3, 20), "hessian": (2, 20)}
+    found: dict = {}
+
+    def density(key: str) -> None:
+        probes, steps = settings[key]
+        op = ex.curvature(key, problem, problem.theta0)
+        found[key] = spectral_density(op, probes, steps)
+
+    routes = {"gradient": lambda: (gradient(), synchronize(device))}
+    for key in settings:
+        routes[key] = lambda key=key: (density(key), synchronize(device))
+    medians = interleaved_medians(routes, repeats=repeats, warmup=1)
+    base = medians.pop("gradient")
     out = {}
-    for key, probes, steps in (("ggn", 3, 20), ("hessian", 2, 20)):
-        seconds, density = timed(
-            lambda key=key, probes=probes, steps=steps: spectral_density(
-                ex.curvature(key, problem, problem.theta0), probes, steps
-            ),
-            device,
-        )
-        ratio = seconds / base
+    for key, (probes, steps) in settings.items():
+        ratio = medians[key] / base
+        result = found[key]
         out[key] = {
-            "seconds": seconds,
+            "seconds": medians[key],
             "gradients": ratio,
             "probes": probes,
             "steps": steps,
-            "products": density.products,
-            "trace": density.trace(),
+            "products": result.products,
+            "trace": result.trace(),
         }
         print(
-            f"  {key:>7s}: {probes} probes × {steps} steps = {density.products} products, "
-            f"{seconds:.3f} s = {ratio:5.1f} gradients (goal ≤ 100: "
-            f"{'met' if ratio <= 100 else 'MISSED'}); trace ≈ {density.trace():.4g}"
+            f"  {key:>7s}: {probes} probes × {steps} steps = {result.products} "
+            f"products, {medians[key]:.3f} s = {ratio:5.1f} gradients of "
+            f"{base * 1e3:.2f} ms (goal ≤ 100: {'met' if ratio <= 100 else 'MISSED'}); "
+            f"trace ≈ {result.trace():.4g}"
         )
     return out
 

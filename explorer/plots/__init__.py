@@ -19,7 +19,7 @@ from explorer.plots.landscape import (
     plane_figure,
 )
 from explorer.plots.matrices import difference_figure, matrices_figure, matrix_heatmap
-from explorer.plots.report import run_report
+from explorer.plots.report import run_report, write_report
 from explorer.plots.spectra import (
     block_spectra_figure,
     density_figure,
@@ -56,4 +56,5 @@ __all__ = [
     "run_report",
     "spectrum_figure",
     "write_html",
+    "write_report",
 ]

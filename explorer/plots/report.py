@@ -84,7 +84,7 @@ def run_report(
             grid, paths, animate=True
         )
     else:
-        plane = scape.pca_plane(trajectories)
+        plane = scape.pca_plane(trajectories, origin=_best_final_point(paths))
         grid = scape.plane_loss_grid(
             problem, plane, resolution=resolution or 21, paths=trajectories
         )
@@ -122,8 +122,52 @@ def run_report(
     return figures
 
 
+def _best_final_point(runs: dict[str, Any]) -> Any:
+    """The last finite point of the run with the lowest final loss (the plane's
+    origin: the picture is centred on the best solution found).
+    """
+    import math
+
+    def final_loss(run: Any) -> float:
+        values = [v for v in run.to_frame()["loss"].tolist() if math.isfinite(v)]
+        return values[-1] if values else math.inf
+
+    best = min(runs.values(), key=final_loss)
+    return finite_trajectory(best)[0][-1]
+
+
 def _tags(problem: Any) -> frozenset[str]:
     from explorer.problems import PROBLEMS
 
     spec = PROBLEMS.get(problem.key)
     return getattr(spec, "tags", frozenset())
+
+
+def write_report(
+    runs: Any, path: Any, problem: Any = None, *, title: str | None = None
+) -> Any:
+    """:func:`run_report` written as one self-contained HTML page (``--html``).
+
+    For the ``run`` and ``compare`` commands::
+
+        if args.html:
+            write_report(histories, args.html)
+
+    Returns:
+        The path written.
+    """
+    from explorer.plots.html import write_html
+
+    runs = as_runs(runs)
+    first = next(iter(runs.values()))
+    config = getattr(first, "config", None)
+    name = getattr(config, "problem", "runs")
+    intro = ", ".join(
+        f"{label}: {getattr(run, 'status', 'ok')}" for label, run in runs.items()
+    )
+    return write_html(
+        run_report(runs, problem),
+        path,
+        title=title or f"Curvature Explorer: {name}",
+        intro=intro,
+    )

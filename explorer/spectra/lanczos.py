@@ -82,6 +82,8 @@ class KrylovBasis:
         self.length = 0  # vectors whose column of H is known
         self.beta = 0.0  # coupling of the last vector to the next one
         self.steps = 0  # products with ``apply``
+        self.scale = 0.0  # largest |H| entry seen: the breakdown threshold's scale
+        self.local_start = 0  # columns from here on follow the 3-term recurrence
         self.exhausted = False  # the basis spans an invariant subspace of size P
 
     # -------------------------------------------------------------- helpers
@@ -118,6 +120,7 @@ class KrylovBasis:
         if self.mass is not None:
             self.mass_vectors[0] = mw / norm
         self.length, self.beta, self.exhausted = 0, 0.0, False
+        self.local_start = 0
         self.projected.zero_()
 
     def _fresh_direction(self, count: int) -> bool:
@@ -133,24 +136,37 @@ class KrylovBasis:
                 return True
         return False
 
-    def expand(self, stop: int, scale: float = 0.0) -> None:
+    def expand(self, stop: int) -> None:
         """Adds columns to H until the basis holds ``stop`` vectors."""
         eps = torch.finfo(self.vectors.dtype).eps
         for j in range(self.length, stop):
             source = self.mass_vectors if self.apply_to_mass else self.vectors
             w = self.apply(source[j])
             self.steps += 1
+            local = None
+            if j >= self.local_start:
+                # The three-term recurrence first (two cheap vector operations):
+                # A q_j = β_{j−1} q_{j−1} + α_j q_j + β_j q_{j+1}. The full pass
+                # that follows then removes only rounding, usually in one sweep.
+                alpha = torch.dot(self.mass_vectors[j], w)
+                w = w - alpha * self.vectors[j]
+                local = [(j, alpha)]
+                if j >= 1 and self.beta:
+                    w = w - self.beta * self.vectors[j - 1]
+                    local.append((j - 1, self.beta))
             w, coefficients = self._orthogonalize(w, j + 1)
+            for index, value in local or ():
+                coefficients[index] += value
             column = coefficients.double().cpu()
             self.projected[: j + 1, j] = column
             self.projected[j, : j + 1] = column
             self.length = j + 1
-            scale = max(scale, float(column.abs().max()))
+            self.scale = max(self.scale, float(column.abs().max()))
             w, mw, beta = self._normalize(w)
             if j + 1 >= self.size:  # the basis spans the whole space: exact
                 self.beta, self.exhausted = 0.0, True
                 return
-            if beta <= 10 * eps * max(scale, 1e-300) or beta == 0.0:
+            if beta <= 10 * eps * max(self.scale, 1e-300) or beta == 0.0:
                 # An invariant subspace: C Q = Q H exactly; continue elsewhere.
                 self.beta = 0.0
                 if not self._fresh_direction(j + 1):
@@ -185,6 +201,9 @@ class KrylovBasis:
         self.projected.zero_()
         self.projected[:count, :count] = torch.diag(values[keep])
         self.length = count
+        # q_{m+1} couples to every kept Ritz vector (an arrow, not a tridiagonal):
+        # its column is found by full Gram–Schmidt alone.
+        self.local_start = count + 1
 
     def ritz_vectors(self, vectors: Tensor, idx: Tensor, mass: bool = False) -> Tensor:
         """Q S[:, idx] (or (M Q) S[:, idx] with ``mass``) as (P, K)."""

@@ -209,3 +209,11 @@ def test_html_page_embeds_plotly_once(tmp_path, rosenbrock_runs):
     assert "<script src=" not in text and len(text) > 1_000_000  # plotly.js inlined
     with pytest.raises(ValueError, match="at least one"):
         plots.figures_to_html({})
+
+
+def test_write_report_for_the_run_commands(tmp_path, moons_runs):
+    runs, problem = moons_runs
+    path = plots.write_report(runs, tmp_path / "runs.html", problem)
+    text = path.read_text(encoding="utf-8")
+    assert "Curvature Explorer: moons_mlp" in text and "sgd: ok" in text
+    assert "Paths in the PCA plane" in text and "Decision boundaries" in text

@@ -18,8 +18,9 @@ from torch import Tensor
 from explorer.curvature.linearization import identity_columns
 from explorer.curvature.solvers import (
     IndefiniteCurvatureError,
-    cholesky_solve,
     conjugate_gradient,
+    damped_cholesky,
+    solve_with_factor,
 )
 from explorer.options import Option, resolve_options
 from explorer.problems.base import Batch, Problem
@@ -92,6 +93,7 @@ class CurvatureOperator:
         )
         self.products = 0
         self._dense_cache: Tensor | None = None
+        self._factor_cache: tuple[float, Tensor] | None = None  # (λ, chol(C + λI))
         self._setup()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -265,11 +267,20 @@ class CurvatureOperator:
             self.size <= DENSE_SOLVE_MAX_PARAMS
             and self.dense_bytes <= DENSE_LIMIT_BYTES
         ):
-            return cholesky_solve(self._dense_cached(), rhs, damping, self.key)
+            return solve_with_factor(self._factor(damping), rhs)
         columns = rhs.unsqueeze(1) if rhs.dim() == 1 else rhs
         solutions = [self._cg(col, damping, **cg_options) for col in columns.T]
         out = torch.stack(solutions, 1)
         return out.squeeze(1) if rhs.dim() == 1 else out
+
+    def _factor(self, damping: float) -> Tensor:
+        """chol(C + λI), kept for the last λ: repeated solves (Lanczos over
+        (C + λI)⁻¹, several right-hand sides) factorize once.
+        """
+        if self._factor_cache is None or self._factor_cache[0] != damping:
+            factor = damped_cholesky(self._dense_cached(), damping, self.key)
+            self._factor_cache = (damping, factor)
+        return self._factor_cache[1]
 
     def _cg(self, rhs: Tensor, damping: float, **cg_options: Any) -> Tensor:
         def damped(v: Tensor) -> Tensor:

@@ -51,19 +51,34 @@ class IndefiniteCurvatureError(ArithmeticError):
         )
 
 
-def cholesky_solve(
-    matrix: Tensor, rhs: Tensor, damping: float, key: str = "C"
-) -> Tensor:
-    """Solves ``(matrix + damping·I) x = rhs`` by Cholesky; ``rhs`` is (P,) or (P, K)."""
-    eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
-    damped = matrix + damping * eye
+def damped_cholesky(matrix: Tensor, damping: float, key: str = "C") -> Tensor:
+    """The lower Cholesky factor of ``matrix + damping·I``.
+
+    Raises:
+        IndefiniteCurvatureError: The damped matrix is not positive definite; the
+            error carries its smallest eigenvalue and the remedy.
+    """
+    damped = matrix.clone()
+    damped.diagonal().add_(damping)
     factor, info = torch.linalg.cholesky_ex(damped)
     if int(info) != 0:
         min_eig = torch.linalg.eigvalsh(damped)[0]
         raise IndefiniteCurvatureError(key, damping, float(min_eig))
+    return factor
+
+
+def solve_with_factor(factor: Tensor, rhs: Tensor) -> Tensor:
+    """``(L Lᵀ)⁻¹ rhs`` for ``rhs`` (P,) or (P, K)."""
     column = rhs.unsqueeze(-1) if rhs.dim() == 1 else rhs
     solution = torch.cholesky_solve(column, factor)
     return solution.squeeze(-1) if rhs.dim() == 1 else solution
+
+
+def cholesky_solve(
+    matrix: Tensor, rhs: Tensor, damping: float, key: str = "C"
+) -> Tensor:
+    """Solves ``(matrix + damping·I) x = rhs`` by Cholesky; ``rhs`` is (P,) or (P, K)."""
+    return solve_with_factor(damped_cholesky(matrix, damping, key), rhs)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from explorer.spectra.dense import DENSE_EIGEN_MAX_PARAMS, symmetric_eigh
 from explorer.spectra.extreme import use_dense
 from explorer.spectra.lanczos import thick_restart_lanczos
 from explorer.spectra.operators import (
-    DenseOperator,
     SymmetricOperator,
     as_operator,
     operator_key,
@@ -75,38 +74,12 @@ def _dense_generalized(
 
 
 def damped_solver(op: SymmetricOperator, damping: float) -> Callable[[Tensor], Tensor]:
-    """``v -> (C + λI)⁻¹ v`` exactly as ``op.solve(v, λ)``, factorized once.
+    """``v -> (C + λI)⁻¹ v`` exactly as ``op.solve(v, λ)``.
 
-    Operators that solve by the base class's dense Cholesky re-factorize at every
-    call; here the factor is computed once and reused (same result). Operators with
-    their own closed-form solve (diagonal, blocks, K-FAC) or CG are called as they
-    are.
+    Dense solves factorize C + λI once per λ (the operators cache the factor), so
+    Lanczos over this map costs one triangular solve pair per step.
     """
-    from explorer.curvature.base import (
-        DENSE_LIMIT_BYTES,
-        DENSE_SOLVE_MAX_PARAMS,
-        CurvatureOperator,
-    )
-
-    base_solve = (
-        isinstance(op, CurvatureOperator)
-        and type(op)._solve is CurvatureOperator._solve
-        and op.size <= DENSE_SOLVE_MAX_PARAMS
-        and op.dense_bytes <= DENSE_LIMIT_BYTES
-    )
-    if not (base_solve or isinstance(op, DenseOperator)):
-        return lambda v: op.solve(v, damping)
-    matrix = op.dense()
-    eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
-    factor, info = torch.linalg.cholesky_ex(matrix + damping * eye)
-    if int(info) != 0:
-        smallest = float(torch.linalg.eigvalsh(matrix + damping * eye)[0])
-        raise IndefiniteCurvatureError(operator_key(op), damping, smallest)
-
-    def solve(v: Tensor) -> Tensor:
-        return torch.cholesky_solve(v.unsqueeze(1), factor).squeeze(1)
-
-    return solve
+    return lambda v: op.solve(v, damping)
 
 
 def generalized_spectrum(

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from explorer.curvature.base import DENSE_LIMIT_BYTES, DenseTooLargeError
-from explorer.curvature.solvers import cholesky_solve
+from explorer.curvature.solvers import damped_cholesky, solve_with_factor
 
 
 @runtime_checkable
@@ -63,6 +63,7 @@ class DenseOperator:
         self.label = label or key
         self.psd = psd
         self.products = 0
+        self._factor: tuple[float, Tensor] | None = None  # (λ, chol(C + λI))
 
     @property
     def size(self) -> int:
@@ -91,7 +92,10 @@ class DenseOperator:
         return self.matrix.diagonal().clone()
 
     def solve(self, rhs: Tensor, damping: float = 0.0, **_: Any) -> Tensor:
-        return cholesky_solve(self.matrix, rhs, float(damping), self.key)
+        damping = float(damping)
+        if self._factor is None or self._factor[0] != damping:  # once per λ
+            self._factor = (damping, damped_cholesky(self.matrix, damping, self.key))
+        return solve_with_factor(self._factor[1], rhs)
 
 
 class BlockRestriction:

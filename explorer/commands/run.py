@@ -76,6 +76,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="FILE", help="Write the configs and histories (JSON) here."
     )
     parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="Also write a self-contained interactive page of the figures (loss, "
+        "λ/ρ/α, parameter and function space) here.",
+    )
+    parser.add_argument(
         "--plugin",
         action="append",
         default=[],
@@ -280,6 +286,10 @@ def emit(histories: Mapping[str, Any], args: argparse.Namespace) -> None:
 
     if args.out:
         save_histories(histories, args.out)
+    if getattr(args, "html", None):
+        from explorer.plots import write_report
+
+        write_report(histories, args.html)
     print(json.dumps(summary(histories), indent=2, ensure_ascii=False))
 
 

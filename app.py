@@ -1,7 +1,7 @@
 """Curvature Explorer: the Streamlit entry point (``streamlit run app.py``).
 
 Page configuration, plugin loading and navigation only; every page is a thin script
-in ``pages/`` over the library in ``explorer/``.
+in ``app_pages/`` over the library in ``explorer/``.
 """
 
 from pathlib import Path
@@ -20,13 +20,13 @@ load_app_plugins(str(Path(__file__).parent / "plugins"))
 navigation = st.navigation(
     [
         st.Page(
-            "pages/compare.py", title="Compare optimizers", icon="📉", default=True
+            "app_pages/compare.py", title="Compare optimizers", icon="📉", default=True
         ),
-        st.Page("pages/curvature.py", title="Curvature", icon="🔬"),
-        st.Page("pages/landscape.py", title="Landscape", icon="🗺️"),
-        st.Page("pages/tour.py", title="Paper tour", icon="🎓"),
-        st.Page("pages/check.py", title="Check your approximation", icon="🧪"),
-        st.Page("pages/theory.py", title="Theory", icon="📖"),
+        st.Page("app_pages/curvature.py", title="Curvature", icon="🔬"),
+        st.Page("app_pages/landscape.py", title="Landscape", icon="🗺️"),
+        st.Page("app_pages/tour.py", title="Paper tour", icon="🎓"),
+        st.Page("app_pages/check.py", title="Check your approximation", icon="🧪"),
+        st.Page("app_pages/theory.py", title="Theory", icon="📖"),
     ]
 )
 navigation.run()

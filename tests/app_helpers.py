@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def page(name: str, **query: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=180)
+    at = AppTest.from_file(str(ROOT / "app_pages" / f"{name}.py"), default_timeout=180)
     for key, value in query.items():
         at.query_params[key] = value
     return at

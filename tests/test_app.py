@@ -204,10 +204,10 @@ def test_app_navigation_reaches_every_page():
     run_until_done(at)
     assert not at.exception
     for name in ("curvature", "landscape", "theory"):
-        at.switch_page(f"pages/{name}.py").run()
+        at.switch_page(f"app_pages/{name}.py").run()
         assert not at.exception, name
     # back on the Compare page, the settings survived the trip
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("app_pages/compare.py").run()
     assert not at.exception
     assert at.selectbox(key="cmp.problem").value == "linreg_2d"
     assert at.number_input(key="cmp.run.steps").value == 2

@@ -12,7 +12,7 @@ import explorer as ex
 from explorer.ui.check import ALLOW_UPLOAD
 from tests.plotly_json import array
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "check.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "check.py")
 KEY = "test_page_damped_fisher"
 
 

@@ -292,7 +292,7 @@ def test_build_context_has_the_app_and_nothing_local():
     files = set(build_context())
     for needed in ("app.py", "requirements.txt", ".streamlit/config.toml"):
         assert needed in files
-    assert any(f.startswith("pages/") for f in files)
+    assert any(f.startswith("app_pages/") for f in files)
     assert any(f.startswith("explorer/") for f in files)
     for local in (".venv/", ".git/", "artifacts/", "tmp/", ".pytest_cache/"):
         assert not any(f.startswith(local) for f in files), local

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 from explorer.presets import PRESETS
 from tests.plotly_json import array
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "tour.py")
+PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "tour.py")
 SLOW = {"c6_fisher_efficiency", "c3_tuned_comparison"}
 
 

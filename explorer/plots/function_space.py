@@ -233,6 +233,7 @@ def kl_figure(
         yaxis={
             "title": "mean KL(R(θ_t) ‖ R(θ_{t+1})) (nats)" + (" (log)" if log else ""),
             "type": "log" if log else "linear",
+            "exponentformat": "power",
         },
     )
     return figure

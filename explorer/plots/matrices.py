@@ -149,29 +149,61 @@ def matrices_figure(
     title: str = "",
     blocks: Sequence[tuple[str, slice]] | None = None,
     max_size: int = 200,
+    shared_scale: bool = False,
+    columns: int = 3,
 ) -> go.Figure:
-    """Several matrices side by side on one shared colour scale."""
+    """Several matrices in a grid, each with its magnitude in its title.
+
+    With ``shared_scale`` every panel uses one colour scale (compare magnitudes);
+    by default each panel is scaled by its own max|C| (compare structure: one large
+    matrix, such as the empirical Fisher far from the optimum, would otherwise wash
+    the others out). The hover always shows the exact value.
+    """
     if not matrices:
         raise ValueError("pass at least one matrix")
     names = list(matrices)
-    magnitude = max(float(m.detach().abs().max()) for m in matrices.values()) or 1.0
-    figure = make_subplots(rows=1, cols=len(names), subplot_titles=names)
-    for col, name in enumerate(names, start=1):
+    peaks = {n: float(m.detach().abs().max()) or 1.0 for n, m in matrices.items()}
+    magnitude = max(peaks.values())
+    cols = max(1, min(columns, len(names)))
+    rows = math.ceil(len(names) / cols)
+    titles = [f"{name}<br><sup>max |C| = {peaks[name]:.3g}</sup>" for name in names]
+    figure = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=titles,
+        horizontal_spacing=0.08,
+        vertical_spacing=0.12,
+    )
+    size = int(next(iter(matrices.values())).shape[0])
+    for index, name in enumerate(names):
+        row, col = divmod(index, cols)
+        limit = magnitude if shared_scale else peaks[name]
+        matrix = matrices[name] if shared_scale else matrices[name] / limit
         trace, _ = heatmap_trace(
-            matrices[name],
+            matrix,
             scale,
-            limit=magnitude,
-            floor=magnitude * 1e-10,
+            limit=1.0 if not shared_scale else magnitude,
+            floor=(magnitude if shared_scale else 1.0) * 1e-10,
             max_size=max_size,
             name=name,
-            showscale=col == len(names),
+            showscale=index == len(names) - 1,
         )
-        figure.add_trace(trace, row=1, col=col)
-        figure.update_yaxes(autorange="reversed", row=1, col=col)
-        figure.update_xaxes(title_text="column", row=1, col=col)
-        _block_lines(figure, blocks, row=1, col=col)
-    figure.update_yaxes(title_text="row", row=1, col=1)
-    apply_layout(figure, title=title or "Curvature matrices", height=460)
+        trace.customdata = pool(matrices[name], max_size)[0]  # exact values on hover
+        if not shared_scale:
+            trace.colorbar = {
+                "title": "value ÷ panel max"
+                if scale == "signed"
+                else "log₁₀(|value| ÷ max)"
+            }
+        figure.add_trace(trace, row=row + 1, col=col + 1)
+        figure.update_yaxes(autorange="reversed", row=row + 1, col=col + 1)
+        if size <= 16:  # small matrices: one tick per parameter
+            figure.update_xaxes(dtick=1, row=row + 1, col=col + 1)
+            figure.update_yaxes(dtick=1, row=row + 1, col=col + 1)
+        _block_lines(figure, blocks, row=row + 1, col=col + 1)
+    figure.update_xaxes(title_text="parameter index", row=rows, col=1)
+    figure.update_yaxes(title_text="parameter index", row=1, col=1)
+    apply_layout(figure, title=title or "Curvature matrices", height=380 * rows + 80)
     return figure
 
 

@@ -150,6 +150,9 @@ def loss_figure(
 
 
 #: The λ, ρ, α rows: column -> (y-axis title, log scale).
+#: The ρ axis shows this range; ρ far outside it carries no extra information.
+RHO_RANGE = (-1.0, 2.0)
+
 HYPER_ROWS: dict[str, tuple[str, bool]] = {
     "damping": ("damping λ", True),
     "rho": ("reduction ratio ρ", False),
@@ -215,6 +218,24 @@ def hyperparameter_figure(
             row=row,
             col=1,
         )
+        if column == "rho" and values:
+            # ρ explodes when the predicted decrease is ~0 (near convergence); keep
+            # the informative range and say so, the hover still has exact values.
+            finite = np.concatenate([v[np.isfinite(v)] for v in values])
+            low, high = RHO_RANGE
+            if finite.size and (finite.min() < low or finite.max() > high):
+                figure.update_yaxes(range=list(RHO_RANGE), row=row, col=1)
+                figure.add_annotation(
+                    text=f"axis clipped to [{low:g}, {high:g}]; hover for values",
+                    xref=f"x{row if row > 1 else ''} domain",
+                    yref=f"y{row if row > 1 else ''} domain",
+                    x=1.0,
+                    y=1.0,
+                    xanchor="right",
+                    yanchor="bottom",
+                    showarrow=False,
+                    font={"color": "#777", "size": 11},
+                )
         if column == "rho":
             figure.add_hrect(
                 y0=0.25,

@@ -26,7 +26,7 @@ from explorer.ui.urlstate import Experiment, to_query
 
 ACTIVE = "tour.active"  # key of the loaded preset
 SIZE = "tour.size"
-COMPARE_PAGE = "pages/compare.py"
+COMPARE_PAGE = "app_pages/compare.py"
 SIZE_LABELS = {
     "small": "quick (the CI size, seconds)",
     "full": "full (more seeds and points)",
@@ -128,7 +128,7 @@ def show(preset: Preset, size: str) -> None:
 def open_in_compare(experiment: Experiment) -> None:
     """Hands ``experiment`` to the Compare page, puts it in the URL and goes there.
 
-    When the page runs on its own (tests, ``streamlit run pages/tour.py``) there is
+    When the page runs on its own (tests, ``streamlit run app_pages/tour.py``) there is
     no Compare page to switch to; the URL then holds the experiment and a note says
     how to open it.
     """

@@ -28,8 +28,12 @@ def interleaved_medians(
         for function in functions.values():
             function()
     times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
+    order = list(functions.items())
+    for repeat in range(repeats):
+        # rotate the order: whatever runs right after another operation pays its
+        # cache effects, so no operation always comes first
+        shift = repeat % len(order)
+        for name, function in order[shift:] + order[:shift]:
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)

@@ -9,35 +9,18 @@ from __future__ import annotations
 import gc
 import os
 import resource
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from explorer.timing import interleaved_medians
+
+__all__ = ["interleaved_medians", "module_gradient", "once", "peak_rss_mib", "rss_mib"]
+
 
 def set_threads(count: int = 2) -> None:
     torch.set_num_threads(count)
-
-
-def interleaved_medians(
-    functions: dict[str, Callable[[], object]], repeats: int = 15, warmup: int = 2
-) -> dict[str, float]:
-    """Median seconds per call of each function, calls interleaved round-robin."""
-    for _ in range(warmup):
-        for function in functions.values():
-            function()
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    order = list(functions.items())
-    for repeat in range(repeats):
-        # rotate the order: whatever runs right after another operation pays its
-        # cache effects, so no operation always comes first
-        shift = repeat % len(order)
-        for name, function in order[shift:] + order[:shift]:
-            start = time.perf_counter()
-            function()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def once(function: Callable[[], object]) -> float:

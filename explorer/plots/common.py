@@ -78,3 +78,13 @@ def arrow_segments(
         xs += [p[0], tip[0], None, left[0], tip[0], right[0], None]
         ys += [p[1], tip[1], None, left[1], tip[1], right[1], None]
     return xs, ys
+
+
+def polyline(curves) -> tuple[list[float | None], list[float | None]]:
+    """Several (M, 2) curves as one Plotly line with ``None`` breaks between them."""
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for curve in curves:
+        xs += [*curve[:, 0].tolist(), None]
+        ys += [*curve[:, 1].tolist(), None]
+    return xs, ys

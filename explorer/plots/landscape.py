@@ -16,7 +16,7 @@ from explorer.landscape.interpolation import LineSlice
 from explorer.landscape.plane import Plane
 from explorer.landscape.quadratic import QuadraticModel
 from explorer.landscape.trajectories import as_runs, finite_trajectory
-from explorer.plots.common import NUMBER, arrow_segments, to_numpy
+from explorer.plots.common import NUMBER, arrow_segments, polyline, to_numpy
 from explorer.plots.theme import (
     COLORBAR_BELOW,
     SEQUENTIAL,
@@ -277,11 +277,7 @@ def model_traces(
             "parabolic": " — singular: no unique minimum",
             "flat": " — zero matrix",
         }[model.kind]
-        xs: list[float | None] = []
-        ys: list[float | None] = []
-        for curve in model.level_set(extent=extent):
-            xs += [*curve[:, 0].tolist(), None]
-            ys += [*curve[:, 1].tolist(), None]
+        xs, ys = polyline(model.level_set(extent=extent))
         name = f"model of {key}{note}"
         traces.append(
             go.Scatter(

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.landscape.quadratic import QuadraticModel
-from explorer.plots.common import NUMBER, nan_to_none
+from explorer.plots.common import NUMBER, nan_to_none, polyline
 from explorer.plots.theme import SEQUENTIAL, apply_layout, curvature_color
 
 #: A neutral colour for reference lines (closed forms, bounds).
@@ -197,11 +197,7 @@ def optimum_model_traces(
     """
     traces = []
     for key, model in models.items():
-        xs: list[float | None] = []
-        ys: list[float | None] = []
-        for curve in model.level_set(level=model.value + level):
-            xs += [*curve[:, 0].tolist(), None]
-            ys += [*curve[:, 1].tolist(), None]
+        xs, ys = polyline(model.level_set(level=model.value + level))
         name = f"{model.label} model: h(θ*) + {level:.3g}"
         traces.append(
             go.Scatter(

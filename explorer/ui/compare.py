@@ -7,6 +7,7 @@ problem, rule or curvature appears here without changes.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import streamlit as st
@@ -19,6 +20,7 @@ from explorer.problems.spec import PROBLEMS
 from explorer.ui import state
 from explorer.ui.theory import theory_link
 from explorer.ui.urlstate import MAX_RULES, RuleChoice
+from explorer.ui.views import cached_problem
 from explorer.ui.widgets import option_widget, options_form
 
 #: Options shown up front for each rule; the rest sit under "More settings".
@@ -48,12 +50,6 @@ RULE_THEORY = {
     "sgd": "updates",
     "adam": "updates",
 }
-
-
-@st.cache_resource(max_entries=32, show_spinner=False)
-def problem_instance(key: str, options: tuple) -> ex.Problem:
-    """A CPU float64 instance for explanations and views (shared, read-only)."""
-    return ex.problem(key, **dict(options))
 
 
 def problem_controls(container: Any = st) -> tuple[str, dict[str, Any]]:
@@ -185,7 +181,8 @@ def explanations(
 ) -> list[str]:
     """Plain-words notes about what to expect from this comparison."""
     notes = []
-    problem = problem_instance(problem_key, tuple(sorted(problem_options.items())))
+    options_json = json.dumps(problem_options, sort_keys=True, default=list)
+    problem = cached_problem(problem_key, options_json)
     curvatures = set()
     for choice in rules:
         spec = RULES[choice.rule]

@@ -24,17 +24,17 @@ with st.expander("Optimizers to compare", expanded=job is None or job.done):
 
 try:
     experiment = state.experiment_from(problem, problem_values, rules, run_values)
-    experiment.run_configs()  # validates every setting before any work
+    configs = experiment.run_configs()  # validates every setting before any work
     state.remember(experiment)
 except ValueError as error:
     st.error(f"Fix this setting to run: {error}")
     st.stop()
-for note in compare.explanations(problem, experiment.problem_options, rules):
+for note in compare.explanations(experiment):
     st.info(note)
 
 if st.button("Run", type="primary", disabled=running or not rules) or job is None:
     state.write_url(experiment)
-    job = state.start_job(experiment)
+    job = state.start_job(experiment, configs)
     job.wait(INLINE_WAIT)
 
 

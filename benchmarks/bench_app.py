@@ -4,7 +4,7 @@ Run: ``python -m benchmarks.bench_app [--repeats 1] [--json]`` (needs playwright
 Debian's chromium, as the browser tests do).
 
 It starts the server, opens the Compare page with the default comparison
-(``explorer.runner.DEFAULT_COMPARISON``: digits MLP, five optimizers, 50 steps) and,
+(``explorer.runs.DEFAULT_EXPERIMENT``: digits MLP, five optimizers, 50 steps) and,
 once that first automatic run has finished (which also loads the Plotly bundle),
 times in the browser:
 

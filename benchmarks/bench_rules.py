@@ -3,7 +3,7 @@
 Run: ``python -m benchmarks.bench_rules [--steps 12] [--rounds 3] [--threads 1]``.
 
 Every rule runs with the settings of the app's default comparison
-(``explorer.runner.DEFAULT_COMPARISON``: digits MLP 64-32-10, P = 2,410, full-batch
+(``explorer.runs.DEFAULT_EXPERIMENT``: digits MLP 64-32-10, P = 2,410, full-batch
 gradients, curvature on 128 examples, float64). The cost of a step is the median
 of the per-step optimizer times the History records (batch, gradient, curvature,
 solve, step size, damping; metric evaluation excluded). Rounds interleave all
@@ -11,7 +11,7 @@ rules, and the ratio uses the medians over rounds, so every ratio comes from one
 measuring window (PERF_NOTES.md). Goals (issue 3): kfac (sampled-target factors,
 refreshed and inverted every step) ≤ 5×; hessian_free with 10 CG iterations ≤ 12×.
 
-Then it times ``compare(**DEFAULT_COMPARISON)`` end to end (metric evaluation
+Then it times ``run_experiment(DEFAULT_EXPERIMENT)`` end to end (metric evaluation
 included) — it must take a few seconds on 2 CPU cores.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 import explorer as ex
 from benchmarks.common import set_threads
-from explorer.runner import DEFAULT_COMPARISON
+from explorer.runs import DEFAULT_EXPERIMENT, run_experiment
 
 GOALS = {"kfac": 5.0, "hessian_free": 12.0}
 
@@ -51,8 +51,11 @@ def per_step_seconds(history: ex.History) -> float:
 
 
 def measure(steps: int, rounds: int) -> dict[str, dict[str, float]]:
-    shared = {k: v for k, v in DEFAULT_COMPARISON.items() if k not in ("rules",)}
-    shared["steps"] = steps
+    shared = {
+        "problem": DEFAULT_EXPERIMENT.problem,
+        **DEFAULT_EXPERIMENT.run_options,
+        "steps": steps,
+    }
     times: dict[str, list[float]] = {}
     products: dict[str, float] = {}
     statuses: dict[str, str] = {}
@@ -78,7 +81,7 @@ def measure(steps: int, rounds: int) -> dict[str, dict[str, float]]:
 
 def default_comparison_seconds() -> dict[str, float]:
     start = time.perf_counter()
-    histories = ex.compare(**DEFAULT_COMPARISON)
+    histories = run_experiment(DEFAULT_EXPERIMENT)
     total = time.perf_counter() - start
     return {
         "seconds": total,
@@ -120,8 +123,8 @@ def main() -> None:
         )
     timing = default_comparison_seconds()
     print(
-        f"\nApp default comparison {DEFAULT_COMPARISON['rules']}, "
-        f"{DEFAULT_COMPARISON['steps']} steps: {timing['seconds']:.2f} s "
+        f"\nApp default comparison {timing['rules']}, "
+        f"{DEFAULT_EXPERIMENT.settings.steps} steps: {timing['seconds']:.2f} s "
         f"(statuses {timing['statuses']})"
     )
     print(json.dumps({"rules": results, "default_comparison": timing}))

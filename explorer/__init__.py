@@ -19,7 +19,6 @@ from explorer.curvature import (
     curvature,
     register_curvature,
 )
-from explorer.history import History, load_histories, save_histories
 from explorer.landscape import (
     decision_boundary,
     direction_field,
@@ -41,7 +40,18 @@ from explorer.problems import (
     register_problem,
 )
 from explorer.registry import Registry, UnknownKeyError
-from explorer.runner import RunConfig, compare, run
+from explorer.runs import (
+    Experiment,
+    History,
+    RuleChoice,
+    RunConfig,
+    RunSettings,
+    compare,
+    load_histories,
+    run,
+    run_on,
+    save_histories,
+)
 from explorer.spectra import (
     Eigenpairs,
     SpectralDensity,
@@ -63,6 +73,7 @@ __all__ = [
     "CurvatureSpec",
     "DenseTooLargeError",
     "Eigenpairs",
+    "Experiment",
     "History",
     "IndefiniteCurvatureError",
     "LossSpec",
@@ -70,8 +81,10 @@ __all__ = [
     "Problem",
     "ProblemSpec",
     "Registry",
+    "RuleChoice",
     "RuleSpec",
     "RunConfig",
+    "RunSettings",
     "SpectralDensity",
     "UnknownKeyError",
     "UpdateRule",
@@ -94,6 +107,7 @@ __all__ = [
     "register_problem",
     "register_rule",
     "run",
+    "run_on",
     "save_histories",
     "spectral_density",
 ]

@@ -1,4 +1,11 @@
-"""A declarative list of tiny problems that drives the contract and reference tests."""
+"""The tiny test cases, generated from the problem registry.
+
+Every registered problem declares its tiny configurations on its spec
+(``ProblemSpec.test_cases``, see :class:`explorer.problems.TinyCase`); this module
+turns them into the cases that drive the contract, reference and identity tests,
+so a new problem or variant is tested without editing a table here.
+``tests/problems/test_tiny_cases.py`` fails when a problem declares none.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,41 @@ from typing import Any
 import torch
 
 import explorer as ex
+from explorer.problems import TinyCase
 
 
 @dataclass(frozen=True)
 class Case:
-    """A small problem, a point away from special values, and an optional batch."""
+    """A small problem, a point away from special values, and an optional batch.
+
+    Attributes:
+        name: The test id (unique across problems).
+        key: The problem key.
+        options: Its options.
+        batch_size: Examples the curvature tests average over (the first ones;
+            ``None``: all). ``TinyCase.curvature_batch_size``.
+        perturbation: θ = θ₀ + perturbation·ε with ε ~ N(0, I), seed 7.
+        run_batch_size: ``RunConfig.batch_size`` for runs (``TinyCase.batch_size``).
+    """
 
     name: str
     key: str
     options: dict[str, Any] = field(default_factory=dict)
     batch_size: int | None = None
     perturbation: float = 0.3
+    run_batch_size: int | None = None
+
+    @classmethod
+    def of(cls, key: str, tiny: TinyCase) -> Case:
+        """The case for problem ``key``'s declared :class:`TinyCase`."""
+        return cls(
+            name=tiny.name,
+            key=key,
+            options=dict(tiny.options),
+            batch_size=tiny.curvature_batch_size,
+            perturbation=tiny.perturbation,
+            run_batch_size=tiny.batch_size,
+        )
 
     def build(self, dtype=torch.float64):
         problem = ex.problem(self.key, dtype=dtype, seed=1, **self.options)
@@ -32,59 +63,43 @@ class Case:
             batch = problem.batch(torch.arange(self.batch_size))
         return problem, theta, batch
 
+    def run_fields(self) -> dict[str, Any]:
+        """``RunConfig`` fields besides problem and rule (the run batch size)."""
+        return (
+            {} if self.run_batch_size is None else {"batch_size": self.run_batch_size}
+        )
 
+
+#: Every declared case of every registered problem, in registry order.
 CASES = [
-    Case("gaussian_fit_sigma", "gaussian_fit", {"num_samples": 30}, perturbation=0.05),
-    Case(
-        "gaussian_fit_log",
-        "gaussian_fit",
-        {"num_samples": 30, "parameterization": "log_sigma"},
-    ),
-    Case("linreg_gaussian", "linreg_2d", {"num_samples": 50}),
-    Case(
-        "linreg_tanh_mean",
-        "linreg_2d",
-        {"num_samples": 50, "loss": "gaussian_tanh_mean"},
-    ),
-    Case("logreg", "logreg_2d", {"num_samples": 50}),
-    Case("tiny_tanh", "tiny_tanh", {"num_samples": 20}),
-    Case(
-        "tiny_tanh_mean", "tiny_tanh", {"num_samples": 20, "loss": "gaussian_tanh_mean"}
-    ),
-    Case("rosenbrock", "rosenbrock"),
-    Case("moons", "moons_mlp", {"num_samples": 40, "hidden": (6,)}),
-    Case("digits_tanh", "digits_mlp", {"hidden": (5,), "train_size": 40}),
-    Case(
-        "digits_relu_deep",
-        "digits_mlp",
-        {"hidden": (4, 3), "activation": "relu", "train_size": 30},
-    ),
-    Case(
-        "digits_sigmoid",
-        "digits_mlp",
-        {"hidden": (4,), "activation": "sigmoid", "train_size": 30},
-    ),
-    Case(
-        "digits_softplus",
-        "digits_mlp",
-        {"hidden": (4,), "activation": "softplus", "train_size": 30},
-    ),
-    Case("autoencoder", "digits_autoencoder", {"hidden": (4, 3)}, batch_size=12),
-    Case("stream", "stream_logreg", {"dim": 3, "eval_size": 200}),
+    Case.of(key, tiny) for key, spec in ex.PROBLEMS.items() for tiny in spec.test_cases
 ]
 
-MATCHING = [
-    c
-    for c in CASES
-    if c.name
-    not in {
-        "gaussian_fit_sigma",
-        "gaussian_fit_log",
-        "linreg_tanh_mean",
-        "tiny_tanh_mean",
-    }
-]
-NON_MATCHING = [c for c in CASES if c not in MATCHING]
+#: problem key -> its tiny default (the first declared case); problems without
+#: cases are absent here and fail ``test_every_problem_declares_a_tiny_case``.
+TINY_DEFAULTS = {
+    key: Case.of(key, spec.test_cases[0])
+    for key, spec in ex.PROBLEMS.items()
+    if spec.test_cases
+}
+
+
+def by_name(name: str) -> Case:
+    """The case called ``name``."""
+    for case in CASES:
+        if case.name == name:
+            return case
+    raise KeyError(f"no tiny case {name!r}; declared: {', '.join(ids(CASES))}")
+
+
+def _is_matching(case: Case) -> bool:
+    """Whether the case's likelihood is matching (its outputs are natural
+    parameters), read from the built problem's loss rather than a list of names."""
+    return ex.problem(case.key, **case.options).loss.matching
+
+
+MATCHING = [case for case in CASES if _is_matching(case)]
+NON_MATCHING = [case for case in CASES if case not in MATCHING]
 
 
 def ids(cases):

@@ -6,8 +6,8 @@ import pytest
 import streamlit as st
 
 import explorer as ex
+from explorer.runs import Experiment, RuleChoice
 from explorer.ui import exports
-from explorer.ui.urlstate import Experiment, RuleChoice
 from tests.app_helpers import ROOT, figure_titled, page, run_until_done, trace_names
 from tests.plotly_json import array
 
@@ -199,7 +199,32 @@ def test_curvature_page_shows_fisher_equals_ggn_for_cross_entropy():
 
 
 def test_app_navigation_reaches_every_page():
+    """Visits every page of app.py's ``st.navigation`` list (read from its source)."""
+    import ast
+
     from streamlit.testing.v1 import AppTest
+
+    def literal(node):
+        return node.value if isinstance(node, ast.Constant) else None
+
+    pages = {}  # script -> the title its st.Page declares
+    for node in ast.walk(ast.parse((ROOT / "app.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Page":
+            keywords = {k.arg: literal(k.value) for k in node.keywords}
+            pages[literal(node.args[0])] = keywords.get("title")
+    assert len(pages) >= 6 and "app_pages/compare.py" in pages, pages
+
+    def page_title(script):
+        """The page's own ``st.title("...")`` (else the navigation title)."""
+        for node in ast.walk(ast.parse((ROOT / script).read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", "") == "title"
+                and node.args
+                and isinstance(literal(node.args[0]), str)
+            ):
+                return literal(node.args[0])
+        return pages[script]
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     at.query_params["problem"] = "linreg_2d"
@@ -207,9 +232,11 @@ def test_app_navigation_reaches_every_page():
     at.query_params["steps"] = "2"
     run_until_done(at)
     assert not at.exception
-    for name in ("curvature", "landscape", "theory"):
-        at.switch_page(f"app_pages/{name}.py").run()
-        assert not at.exception, name
+    for script in pages:
+        at.switch_page(script).run()
+        assert not at.exception, (script, [e.value for e in at.exception])
+        titles = [element.value for element in at.title]
+        assert page_title(script) in titles, (script, titles)
     # back on the Compare page, the settings survived the trip
     at.switch_page("app_pages/compare.py").run()
     assert not at.exception

@@ -239,7 +239,9 @@ def test_the_matrix_free_path_agrees_with_the_dense_one():
         for exact, estimate in zip(a.points, b.points, strict=True):
             assert estimate.method == "estimated" and exact.method == "dense"
             assert estimate.asymmetry == pytest.approx(exact.asymmetry, abs=0.3), key
-            if key == "kfac":  # Lanczos assumes symmetry: only then is λ_min right
+            if (
+                exact.asymmetry < 1e-12
+            ):  # Lanczos assumes symmetry: only then is λ_min right
                 assert estimate.min_eigenvalue == pytest.approx(
                     exact.min_eigenvalue, rel=1e-3, abs=1e-6
                 )

@@ -5,9 +5,12 @@ this suite checks. Failure messages carry the measured numbers.
 """
 
 import dataclasses
+import json
 import math
 import re
+from pathlib import Path
 
+import plotly.graph_objects as go
 import pytest
 import torch
 
@@ -22,17 +25,23 @@ from explorer.presets import (
     run_check,
     run_preset,
 )
+from explorer.presets.base import Catalog, Study
 from explorer.presets.helpers import (
     fisher_by_expectation,
     reparameterized,
     residual_term,
 )
 from explorer.problems.spec import problem
-from explorer.runner import RunConfig
+from explorer.runs import RunConfig
 from explorer.ui.urlstate import from_query, to_query
 
 #: Checks that take more than a few seconds on 2 shared cores.
 SLOW = {"c6_fisher_efficiency", "c3_tuned_comparison"}
+
+#: Links the app wrote before the presets became data (tests/test_compatibility.py).
+LINKS = json.loads(
+    (Path(__file__).parent / "data" / "urls_before.json").read_text(encoding="utf-8")
+)
 
 
 def _param(key):
@@ -43,6 +52,13 @@ def _param(key):
 def test_claim_holds(key):
     result = run_check(key, "small")
     assert result.measurements, key
+    assert result.passed, result.failure_message()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_claim_holds_at_full_size(key):
+    result = run_check(key, "full")
     assert result.passed, result.failure_message()
 
 
@@ -62,7 +78,7 @@ def test_preset_texts_and_sizes(key):
     for size in SIZES:
         setup = preset.setup(size)
         if setup.problem is not None:
-            problem(setup.problem, **setup.problem_options)  # valid options
+            setup.build_problem()  # valid options
 
 
 @pytest.mark.parametrize(
@@ -82,6 +98,95 @@ def test_experiments_round_trip_through_the_url(key):
                 for k, v in to_query(experiment).items()
                 if k not in ("record_steps", "record_log")
             }
+
+
+def _saved_preset_links() -> dict[tuple[str, str, str], dict[str, str]]:
+    """(preset, size, experiment label) -> the query the app wrote for it."""
+    links = {}
+    for link in LINKS:
+        if link["name"].startswith("preset "):
+            where, label = link["name"].removeprefix("preset ").split(": ", 1)
+            key, size = where.split(" ")
+            links[key, size, label] = link["query"]
+    return links
+
+
+def test_experiments_are_the_ones_the_app_linked_to_before():
+    """Declaring a preset's problem once changed no experiment (nor its link)."""
+    links = _saved_preset_links()
+    record = ("record_steps", "record_log")
+    seen = set()
+    for key, preset in PRESETS.items():
+        for size in SIZES:
+            for label, experiment in preset.setup(size).experiments.items():
+                seen.add((key, size, label))
+                query = links[key, size, label]
+                written = to_query(experiment)
+                assert {k: v for k, v in written.items() if k not in record} == {
+                    k: v for k, v in query.items() if k not in record
+                }, (key, size, label)
+                for name in record:  # the codec may leave these out
+                    value = str(getattr(experiment.settings, name)).lower()
+                    assert query.get(name, value) == value, (key, size, name)
+    assert seen == set(links)
+
+
+def test_measure_computes_and_draw_only_draws():
+    preset = PRESETS["c3_ef_stall"]
+    setup = preset.setup("small")
+    measured = preset.measure(setup)
+
+    def leaves(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                yield from leaves(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from leaves(item)
+        else:
+            yield value
+
+    assert not any(isinstance(v, go.Figure) for v in leaves(dict(measured.data)))
+    first, again = preset.draw(setup, measured), preset.draw(setup, measured)
+    assert list(first) == list(preset.figures)
+    assert [f.to_json() for f in first.values()] == [
+        f.to_json() for f in again.values()
+    ]
+
+
+def test_an_experiment_overrides_only_the_options_it_names():
+    setups = PRESETS["c4_smooth_reparameterization"].setup("small")
+    sigma, log_sigma = setups.experiments.values()
+    assert log_sigma.problem_options == {
+        **setups.problem_options,
+        "parameterization": "log_sigma",
+    }
+    assert sigma.problem_options["parameterization"] == "sigma"
+    assert sigma.problem == log_sigma.problem == setups.problem
+
+
+def test_a_catalog_refuses_texts_and_presets_that_do_not_pair():
+    texts = """
+    ## One is one
+    `c0_one` · C0
+
+    One equals one. Always.
+
+    $$ 1 = 1 $$
+
+    Reference: arithmetic
+    """
+    catalog = Catalog(texts)
+    assert catalog.texts["c0_one"]["claim"] == "C0"
+    with pytest.raises(ValueError, match="texts without a preset"):
+        list(catalog)
+    study = Study("a figure")
+    with pytest.raises(ValueError, match="lacks a measure or a draw"):
+        catalog.add("c0_one", study, problem=None)
+    with pytest.raises(ValueError, match="no texts"):
+        catalog.add("c0_two", study, problem=None)
+    with pytest.raises(ValueError, match="must read"):
+        Catalog(texts.replace("$$ 1 = 1 $$", "1 = 1"))
 
 
 def test_unknown_size_and_key_are_refused():
@@ -113,8 +218,8 @@ def test_a_matching_check_fails_on_a_non_matching_loss():
     setup = preset.setup("small")
     wrong = dict(setup.params)
     wrong["matching"] = {"tanh mean": ("linreg_2d", {"loss": "gaussian_tanh_mean"})}
-    evidence = preset.compute(dataclasses.replace(setup, params=wrong), False)
-    first = evidence.measurements[0]
+    measured = preset.measure(dataclasses.replace(setup, params=wrong))
+    first = measured.measurements[0]
     assert not first.passed, first.text()
     assert first.value > 0.1
 
@@ -124,8 +229,8 @@ def test_kfac_check_fails_for_deep_networks():
     preset = PRESETS["c7_kfac_depth"]
     setup = preset.setup("small")
     params = {**setup.params, "depths": (2, 3)}
-    evidence = preset.compute(dataclasses.replace(setup, params=params), False)
-    assert not evidence.measurements[0].passed
+    measured = preset.measure(dataclasses.replace(setup, params=params))
+    assert not measured.measurements[0].passed
 
 
 # --------------------------------------------------- independent references

@@ -9,7 +9,7 @@ import pytest
 
 import explorer as ex
 from explorer.cli import main
-from explorer.runner import RUN_OPTIONS
+from explorer.runs import RUN_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import explorer as ex
-from explorer.history import (
+from explorer.runs.history import (
     COLUMNS,
     History,
     histories_from_json,

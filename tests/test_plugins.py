@@ -8,6 +8,7 @@ import torch
 
 import explorer as ex
 from explorer import plugins
+from explorer.curvature import Tags
 
 GOOD = """
 import torch
@@ -41,6 +42,11 @@ def test_a_plugin_file_registers_a_usable_curvature(plugin_dir):
     operator = ex.curvature("test_identity", problem, problem.theta0)
     b = torch.tensor([2.0, 4.0], dtype=torch.float64)
     assert torch.allclose(operator.solve(b, damping=0.0), b / 2)
+    # psd=True is a declared tag: the spec and the instance say the same
+    spec = ex.CURVATURES["test_identity"]
+    assert spec.psd and not spec.exact
+    assert operator.tags == spec.tags(problem) == Tags(psd=True)
+    assert operator.psd and not operator.exact
     # loading the same file again replaces, never clashes
     again = plugins.load_plugin_file(path)
     assert again.ok and again.keys == ("test_identity",)
@@ -111,6 +117,8 @@ def test_entry_points(plugin_dir, monkeypatch):
     problem = ex.problem("linreg_2d")
     operator = ex.curvature("test_half", problem, problem.theta0)
     assert torch.equal(operator.diag(), torch.full((2,), 0.5, dtype=torch.float64))
+    # the class attribute `psd = True` is folded into the declared tags
+    assert operator.psd and ex.CURVATURES["test_half"].tags(problem).psd
     ex.CURVATURES.unregister("test_half")
     del module_path
 
@@ -134,3 +142,49 @@ def test_plugin_results_are_validated_at_use(plugin_dir):
         ex.curvature("test_bad_shape", problem, problem.theta0)
     with pytest.raises(ValueError, match="NaN"):
         ex.curvature("test_nan", problem, problem.theta0)
+
+
+def test_declarations_of_a_plugin_reach_the_spec_and_the_instance(plugin_dir):
+    text = """
+        import torch
+        import explorer as ex
+        from explorer.curvature import MLP, Tags
+
+        @ex.register_curvature(
+            "test_diag_identity", tags=Tags(psd=True, diagonal=True), needs=(MLP,)
+        )
+        def diag_identity(problem, theta, batch=None):
+            return torch.eye(problem.num_params, dtype=theta.dtype)
+
+        class Scaled(ex.CurvatureOperator):
+            def _matvec(self, v):
+                return 3.0 * v
+
+        ex.register_curvature("test_scaled", psd=True, exact=True)(Scaled)
+    """
+    assert plugins.load_plugin_file(_write(plugin_dir, "declared.py", text)).ok
+    moons = ex.problem("moons_mlp", num_samples=20, hidden=(3,))
+    spec = ex.CURVATURES["test_diag_identity"]
+    operator = ex.curvature("test_diag_identity", moons, moons.theta0)
+    assert operator.tags == spec.tags(moons) == Tags(psd=True, diagonal=True)
+    assert operator.has_closed_form_solve  # declared diagonal: solved by division
+    b = torch.arange(1.0, moons.num_params + 1, dtype=torch.float64)
+    assert torch.allclose(operator.solve(b, 1.0), b / 2)
+    rosenbrock = ex.problem("rosenbrock")
+    reason = spec.incompatibility(rosenbrock)
+    assert reason is not None and "nn.Linear" in reason
+    with pytest.raises(ValueError, match="nn.Linear"):
+        ex.curvature("test_diag_identity", rosenbrock, rosenbrock.theta0)
+    assert (
+        ex.RULES["precondition"].incompatibility(
+            rosenbrock, {"curvature": "test_diag_identity"}
+        )
+        == reason
+    )
+    scaled = ex.CURVATURES["test_scaled"]
+    assert scaled.tags() == Tags(psd=True, exact=True)
+    assert ex.curvature("test_scaled", rosenbrock, rosenbrock.theta0).exact
+    with pytest.raises(ValueError, match="contradict"):
+        ex.register_curvature("test_contradiction", psd=True, tags=Tags())(
+            lambda problem, theta, batch=None: None
+        )

@@ -9,8 +9,8 @@ import torch
 
 import explorer as ex
 from explorer.optimizers import RuleSpec, Transform
-from explorer.optimizers.loop import record_plan
-from explorer.runner import DEFAULT_COMPARISON
+from explorer.runs import DEFAULT_EXPERIMENT
+from explorer.runs.loop import record_plan
 
 CPU = {"device": "cpu"}
 
@@ -341,9 +341,9 @@ def test_excess_loss_on_the_streaming_problem():
 
 
 def test_large_trajectories_are_subsampled(monkeypatch):
-    import explorer.history
+    import explorer.runs.history
 
-    monkeypatch.setattr(explorer.history, "TRAJECTORY_LIMIT", 10)
+    monkeypatch.setattr(explorer.runs.history, "TRAJECTORY_LIMIT", 10)
     history = ex.run(ex.RunConfig("logreg_2d", steps=20, **CPU))
     assert history.trajectory_steps == [0, 5, 10, 15, 20]
     assert torch.equal(history.trajectory[1], ex.run(
@@ -390,8 +390,13 @@ def test_public_api_contract_quick():
 
 
 def test_the_default_comparison_runs():
-    histories = ex.compare(**{**DEFAULT_COMPARISON, "steps": 2})
-    assert list(histories) == list(DEFAULT_COMPARISON["rules"])
+    rules = [choice.rule for choice in DEFAULT_EXPERIMENT.rules]
+    histories = ex.compare(
+        DEFAULT_EXPERIMENT.problem,
+        rules,
+        **{**DEFAULT_EXPERIMENT.run_options, "steps": 2},
+    )
+    assert list(histories) == rules
     assert all(h.ok for h in histories.values())
 
 

@@ -99,7 +99,7 @@ def test_badge_numbers_match_the_check():
     names = [trace["name"] for trace in figure["data"]]
     assert "‖H − G‖_F / ‖G‖_F" in names
     values = array(figure["data"][names.index("‖H − G‖_F / ‖G‖_F")]["y"])
-    assert values.size == PRESETS["c2_interpolation"].sizes["small"]["points"]
+    assert values.size == PRESETS["c2_interpolation"].setup("small")["points"]
     assert (values > 0).all()
 
 

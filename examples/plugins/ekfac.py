@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 import explorer as ex
+from explorer.curvature import MLP, Tags
 from explorer.curvature.kfac import KFACOperator
 from explorer.curvature.mlp import MLPForward, mlp_layers
 
@@ -29,7 +30,9 @@ from explorer.curvature.mlp import MLPForward, mlp_layers
 class EKFACOperator(ex.CurvatureOperator):
     """Per layer (Q_S ⊗ Q_A) diag(s) (Q_S ⊗ Q_A)ᵀ with exact Fisher second moments."""
 
-    psd = True
+    # declared, not guessed: PSD, zero across layers, and built on an MLP only
+    declared = Tags(psd=True, block_diagonal=True)
+    needs = (MLP,)
     description = (
         "K-FAC's eigenbasis with the Fisher's exact second moments as eigenvalues."
     )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from explorer.check.point import ReferencePoint, measure_point, reference_point
-from explorer.check.race import race_entry
+from explorer.check.race import problem_config, race_entry
 from explorer.check.results import (
     CheckReport,
     CurvatureResult,
@@ -35,11 +35,10 @@ from explorer.check.results import (
 from explorer.check.settings import FALLBACK_REFERENCE, CheckSettings, ProblemChoice
 from explorer.check.verdicts import verdicts
 from explorer.curvature.registry import CURVATURES
-from explorer.history import History
 from explorer.landscape.trajectories import finite_trajectory
 from explorer.optimizers.rules import RULES
 from explorer.problems.spec import PROBLEMS
-from explorer.problems.spec import problem as build_problem
+from explorer.runs.history import History
 from explorer.spectra.quality import subsample
 
 #: ``progress(fraction in [0, 1], message)``.
@@ -100,17 +99,11 @@ class _ProblemRun:
         self, choice: ProblemChoice, settings: CheckSettings, tick: _Progress
     ) -> None:
         self.choice, self.settings, self.tick = choice, settings, tick
-        self.problem = build_problem(
-            choice.key,
-            dtype="float64",
-            device="cpu",
-            seed=settings.seed,
-            **dict(choice.options),
-        )
+        self.problem = problem_config(choice, settings).build()
         self.notes: list[str] = []
         self.race: dict[str, tuple[RaceEntry, History | None]] = {}
         tick(f"{choice.key}: reference run ({settings.path_rule})")
-        entry, history = race_entry(choice, settings.path_rule, settings)
+        entry, history = race_entry(self.problem, choice, settings.path_rule, settings)
         self.race[settings.path_rule] = (entry, history)
         self.thetas, self.steps = self._points(history, entry)
         self._references: dict[str, list[ReferencePoint]] = {}
@@ -181,7 +174,9 @@ class _ProblemRun:
         for rule in self.settings.race_rules:
             if rule not in self.race:
                 self.tick(f"{self.choice.key}: race {rule}")
-                self.race[rule] = race_entry(self.choice, rule, self.settings)
+                self.race[rule] = race_entry(
+                    self.problem, self.choice, rule, self.settings
+                )
 
     def check(self, key: str) -> ProblemResult:
         """Measures curvature ``key`` here (points, cost, race)."""
@@ -235,6 +230,7 @@ class _ProblemRun:
         taken = set(self.settings.race_rules) | {self.settings.path_rule}
         label = key if key not in taken else f"{key} (precondition)"
         mine = race_entry(
+            self.problem,
             self.choice,
             "precondition",
             self.settings,

@@ -1,7 +1,7 @@
 """The battery's report as one self-contained interactive HTML page.
 
-plotly.js is embedded once, inline, so the page opens offline and can be archived
-by a CI job; tables are plain HTML with pass/fail colours.
+The charting library's JavaScript is embedded once, inline, so the page opens
+offline and can be archived by a CI job; tables are plain HTML with pass/fail colours.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from explorer.check.report import (
     overview_table,
 )
 from explorer.check.results import CheckReport
+from explorer.plots import Figure
+from explorer.plots.check import figure_fragment
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1250px;
@@ -78,17 +80,13 @@ def table_html(frame: pd.DataFrame) -> str:
 
 
 class _Figures:
-    """Renders figures, embedding plotly.js with the first one only."""
+    """Renders figures, embedding the charting script with the first one only."""
 
     def __init__(self) -> None:
         self.first = True
 
-    def __call__(self, figure) -> str:
-        body = figure.to_html(
-            full_html=False,
-            include_plotlyjs=self.first,
-            config={"displaylogo": False, "responsive": True},
-        )
+    def __call__(self, figure: Figure) -> str:
+        body = figure_fragment(figure, embed_script=self.first)
         self.first = False
         return body
 
@@ -108,7 +106,7 @@ def section_html(section: Section, render: _Figures) -> str:
 
 
 def report_html(report: CheckReport, title: str | None = None) -> str:
-    """The whole report as one HTML page (plotly.js inline: opens offline)."""
+    """The whole report as one HTML page (the charting script inline: opens offline)."""
     keys = ", ".join(c.key for c in report.curvatures)
     title = title or f"Curvature check: {keys}"
     verdict = "pass" if report.passed else "fail"

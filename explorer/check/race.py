@@ -18,8 +18,15 @@ import numpy as np
 from explorer.check.point import describe_error
 from explorer.check.results import RaceEntry
 from explorer.check.settings import DAMPED_RULES, CheckSettings, ProblemChoice
-from explorer.history import History
-from explorer.runner import RunConfig, run
+from explorer.problems.base import Problem
+from explorer.runs import History, ProblemConfig, RunConfig, run
+
+
+def problem_config(choice: ProblemChoice, settings: CheckSettings) -> ProblemConfig:
+    """The battery's problem on ``choice``: CPU, float64, the settings' seed."""
+    return ProblemConfig(
+        choice.key, choice.options, seed=settings.seed, dtype="float64", device="cpu"
+    )
 
 
 def race_config(
@@ -72,6 +79,7 @@ def summarize(label: str, history: History) -> RaceEntry:
 
 
 def race_entry(
+    problem: Problem,
     choice: ProblemChoice,
     rule: str,
     settings: CheckSettings,
@@ -80,13 +88,15 @@ def race_entry(
     options: Mapping[str, Any] | None = None,
     label: str | None = None,
 ) -> tuple[RaceEntry, History | None]:
-    """Runs one entry; returns its summary and history (None when it did not run)."""
+    """Runs one entry on ``problem`` (built from :func:`problem_config`); returns its
+    summary and history (None when it did not run).
+    """
     name = label or rule
     try:
         config = race_config(
             choice, rule, settings, curvature=curvature, options=options, label=label
         )
-        history = run(config)
+        history = run(config, problem=problem)
     except ValueError as error:  # cannot run here (e.g. K-FAC without layers)
         return RaceEntry(name, rule, "skipped", str(error)), None
     except Exception as error:  # a plugin raising inside a step

@@ -2,8 +2,9 @@
 
 The HTML page (:mod:`explorer.check.html`) and the app's "Check your approximation"
 page draw the same :class:`Section` list, so what a researcher sees in the browser
-and in the file a CI job archives is identical. Figures come from
-:mod:`explorer.plots` (spectra overlays, quality along a run, heatmaps, loss curves).
+and in the file a CI job archives is identical. The figures are built by
+:mod:`explorer.plots.check` (spectra overlays, quality along a run, heatmaps, loss
+curves); this module chooses the sections, writes their texts and the tables.
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
 
 from explorer.check.results import CheckReport, CurvatureResult, PointResult
-from explorer.plots import (
-    difference_figure,
-    loss_figure,
-    matrices_figure,
-    quality_figure,
-    spectrum_figure,
+from explorer.plots import Figure
+from explorer.plots.check import (
+    HEATMAP_CELLS,
+    generalized_figures,
+    matrix_figures,
+    quality_figures,
+    race_figures,
+    spectra_figures,
 )
-
-#: Heatmaps are pooled to at most this many cells per side (keeps the page small).
-HEATMAP_CELLS = 100
 
 #: Columns of the quality table: metric -> header.
 QUALITY_COLUMNS: dict[str, str] = {
@@ -54,7 +53,7 @@ class Section:
     title: str
     text: str = ""
     tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
-    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
+    figures: list[tuple[str, Figure]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- tables
@@ -166,141 +165,6 @@ def race_table(result: CurvatureResult) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------- figures
-def _last_ok(points: tuple[PointResult, ...]) -> PointResult | None:
-    for point in reversed(points):
-        if point.ok:
-            return point
-    return None
-
-
-def _frame(points: tuple[PointResult, ...]) -> pd.DataFrame:
-    rows = [p.metrics() for p in points if p.ok]
-    return pd.DataFrame(rows, columns=["step", *QUALITY_COLUMNS])
-
-
-def quality_figures(result: CurvatureResult) -> list[tuple[str, go.Figure]]:
-    out = []
-    for problem in result.problems:
-        frames = {result.key: _frame(problem.points)}
-        frames.update({k: _frame(v) for k, v in problem.baselines.items()})
-        frames = {k: f for k, f in frames.items() if len(f)}
-        if frames:
-            title = f"{problem.description}: approximations of {problem.reference}"
-            out.append((problem.description, quality_figure(frames, title=title)))
-    return out
-
-
-def spectra_figures(result: CurvatureResult) -> list[tuple[str, go.Figure]]:
-    out = []
-    for problem in result.problems:
-        point = _last_ok(problem.points)
-        if point is None or point.eigenvalues is None:
-            continue
-        spectra = {result.key: point.eigenvalues}
-        if point.reference_eigenvalues is not None:
-            spectra[problem.reference] = point.reference_eigenvalues
-        for key, points in problem.baselines.items():
-            match = [p for p in points if p.step == point.step and p.ok]
-            if match and match[0].eigenvalues is not None:
-                spectra[key] = match[0].eigenvalues
-        title = (
-            f"{problem.description}, step {point.step}: eigenvalues of C, the "
-            f"reference {problem.reference} and the baselines"
-        )
-        figure = spectrum_figure(spectra, title=title, log_x=problem.num_params > 50)
-        out.append((problem.description, figure))
-    return out
-
-
-def generalized_figures(
-    result: CurvatureResult, damping: float
-) -> list[tuple[str, go.Figure]]:
-    out = []
-    for problem in result.problems:
-        point = _last_ok(problem.points)
-        if point is None:
-            continue
-        spectra = {}
-        if point.generalized is not None:
-            spectra[result.key] = point.generalized
-        for key, points in problem.baselines.items():
-            match = [
-                p for p in points if p.step == point.step and p.generalized is not None
-            ]
-            if match:
-                spectra[key] = match[0].generalized
-        if not spectra:
-            continue
-        title = (
-            f"{problem.description}, step {point.step}: eigenvalues of "
-            f"(C + λI)⁻¹(R + λI), R = {problem.reference}, λ = {damping:g} "
-            "(all 1 = perfect)"
-        )
-        figure = spectrum_figure(
-            spectra,
-            title=title,
-            reference_line=1.0,
-            log_x=problem.num_params > 50,
-        )
-        out.append((problem.description, figure))
-    return out
-
-
-def matrix_figures(result: CurvatureResult) -> list[tuple[str, go.Figure]]:
-    out = []
-    for problem in result.problems:
-        point = _last_ok(problem.points)
-        if point is None or point.matrix is None or point.reference_matrix is None:
-            continue
-        where = f"{problem.description}, step {point.step}"
-        both = {result.key: point.matrix, problem.reference: point.reference_matrix}
-        out.append(
-            (
-                f"{where}: C and R",
-                matrices_figure(
-                    both, title=f"{where}: C and R", max_size=HEATMAP_CELLS
-                ),
-            )
-        )
-        names = (result.key, problem.reference)
-        figure = difference_figure(
-            point.matrix, point.reference_matrix, names, max_size=HEATMAP_CELLS
-        )
-        out.append((f"{where}: C − R", figure))
-    return out
-
-
-def race_figures(result: CurvatureResult) -> list[tuple[str, go.Figure]]:
-    out = []
-    for problem in result.problems:
-        if not problem.histories:
-            continue
-        name = problem.description
-        out.append(
-            (
-                f"{name}: loss per iteration",
-                loss_figure(
-                    problem.histories,
-                    metrics=("loss",),
-                    title=f"{name}: training loss per iteration",
-                ),
-            )
-        )
-        out.append(
-            (
-                f"{name}: loss against wall time",
-                loss_figure(
-                    problem.histories,
-                    x="wall_time",
-                    metrics=("loss",),
-                    title=f"{name}: training loss against wall time",
-                ),
-            )
-        )
-    return out
 
 
 # -------------------------------------------------------------------- sections

@@ -18,14 +18,12 @@ import argparse
 from typing import Any
 
 from explorer.commands.run import (
-    ProgressBar,
     add_run_options,
-    emit,
     fields_from_args,
-    load_requested_plugins,
+    listed_rules,
     parse_value,
-    rules_catalog,
     rules_epilog,
+    run_and_emit,
 )
 
 HELP = "Compare update rules on one problem from the same start and data; JSON out."
@@ -55,12 +53,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def rule_entries(fields: dict[str, Any], args: argparse.Namespace) -> list[dict]:
     """The runs: from --rules (or the file's ``rules``) plus per-rule options."""
-    from explorer.runner import DEFAULT_COMPARISON
+    from explorer.runs import DEFAULT_EXPERIMENT
 
     if args.rules:
         raw: list[Any] = [key.strip() for key in args.rules.split(",") if key.strip()]
     else:
-        raw = list(fields.pop("rules", DEFAULT_COMPARISON["rules"]))
+        default = [choice.rule for choice in DEFAULT_EXPERIMENT.rules]
+        raw = list(fields.pop("rules", default))
     fields.pop("rules", None)
     entries = [{"rule": item} if isinstance(item, str) else dict(item) for item in raw]
     for item in args.rule_option:
@@ -82,24 +81,13 @@ def rule_entries(fields: dict[str, Any], args: argparse.Namespace) -> list[dict]
 
 
 def main(args: argparse.Namespace) -> int:
-    import json
+    from explorer.runs import comparison_configs
 
-    import explorer as ex
-
-    load_requested_plugins(args)
-    if args.list_rules:
-        print(json.dumps(rules_catalog(), indent=2, ensure_ascii=False))
+    if listed_rules(args):
         return 0
     fields = fields_from_args(args)
     entries = rule_entries(fields, args)
     problem = fields.pop("problem", None)
     if problem is None:
         raise ValueError("compare needs --problem (or 'problem' in the config file)")
-    bar = None if args.quiet else ProgressBar(len(entries))
-    try:
-        histories = ex.compare(problem, entries, progress=bar, **fields)
-    finally:
-        if bar is not None:
-            bar.close()
-    emit(histories, args)
-    return 0
+    return run_and_emit(comparison_configs(problem, entries, **fields), args)

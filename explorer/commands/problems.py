@@ -41,6 +41,8 @@ def catalog() -> dict:
                 "description": spec.description,
                 "psd": spec.psd,
                 "exact": spec.exact,
+                "tags": spec.tags().as_dict(),
+                "needs": [requirement.name for requirement in spec.needs],
                 "reference": spec.reference,
                 "options": options(spec.options),
             }

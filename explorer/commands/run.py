@@ -31,26 +31,14 @@ from typing import Any
 
 HELP = "Run one update rule on one problem (flags or a JSON/TOML config); JSON out."
 
-#: History columns shown in the summary printed on stdout.
-SUMMARY_COLUMNS = (
-    "step",
-    "loss",
-    "test_loss",
-    "accuracy",
-    "test_accuracy",
-    "averaged_loss",
-    "excess_loss",
-    "wall_time",
-    "grad_evals",
-    "curvature_products",
-    "examples",
-)
+#: History columns of one step's update (λ, ρ, α...), left out of the final summary.
+PER_UPDATE_COLUMNS = ("grad_norm", "update_norm", "damping", "rho", "alpha")
 
 
 # ----------------------------------------------------------------- shared parts
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Flags for every scalar field of ``RunConfig`` (help from its schema)."""
-    from explorer.runner import RUN_OPTIONS
+    from explorer.runs import RUN_OPTIONS
 
     for option in RUN_OPTIONS:
         flag = "--" + option.name.replace("_", "-")
@@ -145,19 +133,13 @@ def read_config_file(path: str) -> dict[str, Any]:
     if file.suffix.lower() == ".toml":
         import tomllib
 
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise ValueError(
-                f"config file {path!r} is not valid TOML: {error}"
-            ) from None
+        kind, parse, error_type = "TOML", tomllib.loads, tomllib.TOMLDecodeError
     else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"config file {path!r} is not valid JSON: {error}"
-            ) from None
+        kind, parse, error_type = "JSON", json.loads, json.JSONDecodeError
+    try:
+        data = parse(text)
+    except error_type as error:
+        raise ValueError(f"config file {path!r} is not valid {kind}: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config file {path!r} must hold a table/object of fields")
     return data
@@ -165,7 +147,7 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 def fields_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """RunConfig fields given on the command line (file first, flags override)."""
-    from explorer.runner import RUN_OPTIONS
+    from explorer.runs import RUN_OPTIONS
 
     fields = read_config_file(args.config) if args.config else {}
     for option in RUN_OPTIONS:
@@ -211,6 +193,8 @@ def rules_catalog() -> dict[str, Any]:
 
 def summary(histories: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Status, message and final metrics of each run."""
+    from explorer.runs import COLUMNS
+
     out = []
     for label, history in histories.items():
         out.append(
@@ -220,7 +204,9 @@ def summary(histories: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "status": history.status,
                 "message": history.message,
                 "final": {
-                    name: _json_float(history.last(name)) for name in SUMMARY_COLUMNS
+                    name: _json_float(history.last(name))
+                    for name in COLUMNS
+                    if name not in PER_UPDATE_COLUMNS
                 },
             }
         )
@@ -280,16 +266,18 @@ class ProgressBar:
             self._flush()
 
 
-def emit(histories: Mapping[str, Any], args: argparse.Namespace) -> None:
-    """Prints the summary; writes the full runs file when ``--out`` is given."""
-    from explorer.history import save_histories
+def emit(histories: Mapping[str, Any], args: argparse.Namespace, problem: Any) -> None:
+    """Prints the summary; writes the full runs file when ``--out`` is given and the
+    figures of the runs on ``problem`` when ``--html`` is.
+    """
+    from explorer.runs import save_histories
 
     if args.out:
         save_histories(histories, args.out)
     if getattr(args, "html", None):
         from explorer.plots import write_report
 
-        write_report(histories, args.html)
+        write_report(histories, args.html, problem)
     print(json.dumps(summary(histories), indent=2, ensure_ascii=False))
 
 
@@ -323,12 +311,42 @@ def rules_epilog() -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
-    import explorer as ex
-
+def listed_rules(args: argparse.Namespace) -> bool:
+    """Loads the requested plugins; prints the rule catalog if --list-rules asked."""
     load_requested_plugins(args)
     if args.list_rules:
         print(json.dumps(rules_catalog(), indent=2, ensure_ascii=False))
+    return bool(args.list_rules)
+
+
+def run_and_emit(configs: list[Any], args: argparse.Namespace) -> int:
+    """Runs ``configs`` with a progress bar and prints or writes the results.
+
+    The problem is built once for all runs (unless an entry of a config file sets
+    its own problem options) and the figures of ``--html`` are drawn on it.
+    """
+    from explorer.runs import run_configs
+
+    if not configs:
+        raise ValueError("nothing to run: give at least one rule")
+    shared = len({config.problem_config for config in configs}) == 1
+    problem = configs[0].problem_config.build()
+    bar = None if args.quiet else ProgressBar(len(configs))
+    try:
+        histories = run_configs(
+            configs, problem=problem if shared else None, progress=bar
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    emit(histories, args, problem)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    import explorer as ex
+
+    if listed_rules(args):
         return 0
     fields = fields_from_args(args)
     if args.rule:
@@ -339,12 +357,4 @@ def main(args: argparse.Namespace) -> int:
             **dict(fields.get("rule_options") or {}),
             **rule_options,
         }
-    config = ex.RunConfig.from_dict(fields)
-    bar = None if args.quiet else ProgressBar(1)
-    try:
-        history = ex.run(config, progress=bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    emit({history.label: history}, args)
-    return 0
+    return run_and_emit([ex.RunConfig.from_dict(fields)], args)

@@ -140,8 +140,8 @@ def _point(args: argparse.Namespace):
 
     options = _assignments(args.problem_option)
     if args.runs:
-        from explorer.history import load_histories
         from explorer.landscape import theta_at
+        from explorer.runs.history import load_histories
 
         runs = load_histories(args.runs)
         if not runs:
@@ -152,14 +152,15 @@ def _point(args: argparse.Namespace):
                 f"--run {label!r} is not in {args.runs}: {', '.join(runs)}"
             )
         run = runs[label]
-        config = run.config
-        problem = ex.problem(
-            args.problem or config.problem,
+        if run.config is None:
+            raise ValueError(f"run {label!r} has no config to rebuild its problem from")
+        config = run.config.problem_config
+        problem = config.replace(
+            problem=args.problem or config.problem,
+            options={**dict(config.options), **options},
             dtype=args.dtype,
             device=args.device,
-            seed=config.seed,
-            **{**dict(config.problem_options), **options},
-        )
+        ).build()
         step, theta = theta_at(run, args.step)
         where = f"run {label!r} at step {step}"
         return problem, theta.to(dtype=problem.dtype, device=problem.device), where
@@ -219,6 +220,7 @@ def analyse(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             "label": op.label,
             "psd": bool(op.psd),
             "exact": op.exact,
+            "tags": op.tags.as_dict(),
         }
         for which, count in (("largest", args.top), ("smallest", args.bottom)):
             if count == 0:

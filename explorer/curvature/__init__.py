@@ -3,9 +3,23 @@
 Built-ins: ``hessian``, ``ggn``, ``fisher``, ``fisher_mc``, ``ef``, ``kfac``, the
 diagonals ``diag_ggn``, ``diag_fisher``, ``diag_ef``, ``diag_hessian``, the layer
 blocks ``block_ggn``, ``block_fisher`` and ``matrix`` (a user-supplied tensor).
+Each registration line carries the facts about its key: its colour in every figure
+and its section of the Theory page; structure (PSD, diagonal, Kronecker...) is
+declared by the operator class (:mod:`explorer.curvature.tags`).
 """
 
-from explorer.curvature.base import CurvatureOperator, DenseTooLargeError
+from explorer.curvature.algebra import (
+    DenseOperator,
+    add,
+    combine,
+    restrict,
+    scale,
+)
+from explorer.curvature.base import (
+    CurvatureOperator,
+    DenseTooLargeError,
+    LinearOperator,
+)
 from explorer.curvature.empirical_fisher import EmpiricalFisherOperator
 from explorer.curvature.fisher import FisherOperator, MCFisherOperator
 from explorer.curvature.ggn import GGNOperator
@@ -21,34 +35,55 @@ from explorer.curvature.registry import (
 )
 from explorer.curvature.solvers import IndefiniteCurvatureError, conjugate_gradient
 from explorer.curvature.structured import blocks_of, diagonal_of
+from explorer.curvature.tags import LINEAR_LAYERS, MLP, Requirement, Tags
 
 _ = CURVATURES.register  # one line per curvature below; order = UI order
+S = spec_for_class
 
-_("hessian", spec_for_class(HessianOperator))
-_("ggn", spec_for_class(GGNOperator, psd=True))
-_("fisher", spec_for_class(FisherOperator))
-_("fisher_mc", spec_for_class(MCFisherOperator))
-_("ef", spec_for_class(EmpiricalFisherOperator))
-_("kfac", spec_for_class(KFACOperator))
-_("diag_ggn", spec_for_class(diagonal_of("ggn", "GGN", "ggn"), psd=True))
-_("diag_fisher", spec_for_class(diagonal_of("fisher", "Fisher", "fisher"), psd=True))
-_("diag_ef", spec_for_class(diagonal_of("ef", "empirical Fisher", "ef"), psd=True))
-_("diag_hessian", spec_for_class(diagonal_of("hessian", "Hessian", "hessian")))
+_("hessian", S(HessianOperator, color="#d62728", theory="hessian"))
+_("ggn", S(GGNOperator, color="#1f77b4", theory="ggn"))
+_("fisher", S(FisherOperator, color="#2ca02c", theory="fisher"))
+_("fisher_mc", S(MCFisherOperator, color="#98df8a", theory="fisher"))
+_("ef", S(EmpiricalFisherOperator, color="#ff7f0e", theory="ef"))
+_("kfac", S(KFACOperator, color="#9467bd", theory="kfac"))
+_("diag_ggn", S(diagonal_of("ggn", "GGN", "ggn"), color="#aec7e8", theory="kfac"))
 _(
-    "block_ggn",
-    spec_for_class(blocks_of("ggn", "GGN", "ggn"), psd=True, needs_layers=False),
+    "diag_fisher",
+    S(diagonal_of("fisher", "Fisher", "fisher"), color="#17becf", theory="kfac"),
 )
-_("block_fisher", spec_for_class(blocks_of("fisher", "Fisher", "fisher"), psd=True))
-_("matrix", spec_for_class(MatrixOperator, selectable=False))
-del _
+_(
+    "diag_ef",
+    S(diagonal_of("ef", "empirical Fisher", "ef"), color="#ffbb78", theory="kfac"),
+)
+_(
+    "diag_hessian",
+    S(diagonal_of("hessian", "Hessian", "hessian"), color="#ff9896", theory="kfac"),
+)
+_("block_ggn", S(blocks_of("ggn", "GGN", "ggn"), color="#393b79", theory="kfac"))
+_(
+    "block_fisher",
+    S(blocks_of("fisher", "Fisher", "fisher"), color="#637939", theory="kfac"),
+)
+_("matrix", S(MatrixOperator, selectable=False, color="#8c564b", theory="setting"))
+del _, S
 
 __all__ = [
     "CURVATURES",
+    "LINEAR_LAYERS",
+    "MLP",
     "CurvatureOperator",
     "CurvatureSpec",
+    "DenseOperator",
     "DenseTooLargeError",
     "IndefiniteCurvatureError",
+    "LinearOperator",
+    "Requirement",
+    "Tags",
+    "add",
+    "combine",
     "conjugate_gradient",
     "curvature",
     "register_curvature",
+    "restrict",
+    "scale",
 ]

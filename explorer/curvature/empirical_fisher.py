@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from explorer.curvature.gram import OutputGramOperator
+from explorer.curvature.tags import Tags
 
 
 class EmpiricalFisherOperator(OutputGramOperator):
@@ -23,8 +24,7 @@ class EmpiricalFisherOperator(OutputGramOperator):
         "EF = (1/N) Σ_n ∇L_n ∇L_nᵀ with the training labels: not the Fisher, and "
         "often a poor preconditioner (Kunstner et al. 2019)."
     )
-    psd = True
-    exact = True
+    declared = Tags(psd=True, exact=True)
 
     def _prepare_outputs(self) -> None:
         self.residuals = self.problem.loss.output_grad(self.outputs, self.targets)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from explorer.curvature.gram import OutputGramOperator
+from explorer.curvature.tags import Tags
 from explorer.options import Option
 
 
@@ -27,8 +28,7 @@ class FisherOperator(OutputGramOperator):
         "F = (1/N) Σ_n J_nᵀ F_R(z_n) J_n with the output Fisher in closed form: the "
         "exact expectation over the model's predictive distribution."
     )
-    psd = True
-    exact = True
+    declared = Tags(psd=True, exact=True)
 
     def _prepare_outputs(self) -> None:
         self._product = self.problem.loss.output_fisher_product(self.outputs)
@@ -49,8 +49,7 @@ class MCFisherOperator(OutputGramOperator):
         "The Fisher with the expectation replaced by k targets sampled from the "
         "model per example: unbiased, error shrinking like 1/√k."
     )
-    psd = True
-    exact = False
+    declared = Tags(psd=True, sampled=True)
     reference = "fisher"
     options_schema = (
         Option(

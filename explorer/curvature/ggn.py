@@ -9,9 +9,13 @@ For linear least squares G equals the Hessian exactly.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from explorer.curvature.gram import OutputGramOperator
+from explorer.curvature.tags import Tags
+from explorer.problems.base import Problem
 from explorer.problems.likelihoods import symmetric_sqrt_factor
 
 
@@ -24,11 +28,15 @@ class GGNOperator(OutputGramOperator):
         "G = (1/N) Σ_n J_nᵀ ∇²_z L(y_n, z_n) J_n: "
         "the Hessian without the residual term."
     )
-    exact = True
+    declared = Tags(exact=True)
 
-    @property
-    def psd(self) -> bool:  # type: ignore[override]
-        return self.problem.loss.convex
+    @classmethod
+    def tags_for(
+        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
+    ) -> Tags:
+        """PSD exactly when the loss is convex in the outputs (its LossSpec says)."""
+        convex = problem is not None and problem.loss.convex
+        return cls.declared.replace(psd=convex)
 
     def _prepare_outputs(self) -> None:
         loss = self.problem.loss

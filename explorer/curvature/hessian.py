@@ -14,6 +14,7 @@ from explorer.curvature.base import CurvatureOperator
 from explorer.curvature.linearization import as_rows
 from explorer.curvature.mlp import MLPForward, mlp_layers
 from explorer.curvature.mlp_dense import dense_mlp_curvature
+from explorer.curvature.tags import Tags
 
 
 class HessianOperator(CurvatureOperator):
@@ -22,8 +23,7 @@ class HessianOperator(CurvatureOperator):
     key = "hessian"
     label = "Hessian"
     description = "H = ∇²h(θ): exact second derivatives; indefinite away from minima."
-    psd = False
-    exact = True
+    declared = Tags(exact=True)
 
     def _setup(self) -> None:
         layers = mlp_layers(self.problem)

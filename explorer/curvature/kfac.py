@@ -16,14 +16,19 @@ It is exact for a single linear layer with a Gaussian output (claim C7).
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from explorer.curvature.base import CurvatureOperator
 from explorer.curvature.mlp import MLPForward, mlp_layers
 from explorer.curvature.solvers import IndefiniteCurvatureError
+from explorer.curvature.tags import MLP, KroneckerBlock, Tags
 from explorer.options import Option
-from explorer.problems.base import LinearLayer
+from explorer.problems.base import LinearLayer, Problem
 
 
 class KFACOperator(CurvatureOperator):
@@ -35,10 +40,9 @@ class KFACOperator(CurvatureOperator):
         "Per linear layer A ⊗ S with A = E[ā āᵀ] (layer inputs) and S = E[δ δᵀ] "
         "(back-propagated output factors); block-diagonal across layers."
     )
-    psd = True
-    exact = False
+    declared = Tags(psd=True, block_diagonal=True, kronecker=True, exact_solve=False)
+    needs = (MLP,)
     reference = "fisher"
-    needs_layers = True
     options_schema = (
         Option(
             "output_factor",
@@ -63,15 +67,23 @@ class KFACOperator(CurvatureOperator):
         ),
     )
 
+    @classmethod
+    def tags_for(
+        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
+    ) -> Tags:
+        """Sampled with ``output_factor="mc"``; the damped solve is (C + λI)⁻¹
+        only with ``damping_mode="exact"`` (factored Tikhonov damping otherwise).
+        """
+        resolved = cls.resolved(options)
+        return cls.declared.replace(
+            sampled=resolved["output_factor"] == "mc",
+            exact_solve=resolved["damping_mode"] == "exact",
+        )
+
     def _setup(self) -> None:
         layers = mlp_layers(self.problem)
-        if layers is None:
-            raise ValueError(
-                f"K-FAC needs a model made of nn.Linear layers with elementwise "
-                f"activations; problem {self.problem.key!r} has "
-                f"{'none' if not self.problem.layers else 'other modules too'}. "
-                "Use 'fisher', 'ggn' or a diagonal approximation instead."
-            )
+        if layers is None:  # refused by the MLP requirement before _setup
+            raise ValueError(type(self).incompatibility(self.problem))
         inputs, _ = self.batch
         forward = MLPForward(layers, self.theta, inputs)
         factors = self._output_factors(forward.outputs)  # (N, C, K)
@@ -99,6 +111,39 @@ class KFACOperator(CurvatureOperator):
             for _ in range(k)
         ]
         return torch.stack(grads, -1) / k**0.5
+
+    # ------------------------------------------------------------ structure
+    @property
+    def block_spans(self) -> tuple[slice, ...]:
+        """One block per linear layer (weight and bias)."""
+        return tuple(layer.span for layer in self.layers)
+
+    def kronecker_factors(self) -> tuple[KroneckerBlock, ...]:
+        """Per layer: C[V̄, V̄] = S ⊗ A in the row-major order of V̄ = [V_W, v_b]."""
+        out = []
+        for layer, a, s in zip(
+            self.layers, self.input_factors, self.output_factors, strict=True
+        ):
+            weight = torch.arange(layer.weight.start, layer.weight.stop)
+            grid = weight.view(layer.out_features, layer.in_features)
+            if layer.bias is not None:
+                bias = torch.arange(layer.bias.start, layer.bias.stop)
+                grid = torch.cat([grid, bias.unsqueeze(1)], 1)
+            out.append(KroneckerBlock(grid.reshape(-1), s, a))
+        return tuple(out)
+
+    def with_factors(
+        self, input_factors: Sequence[Tensor], output_factors: Sequence[Tensor]
+    ) -> KFACOperator:
+        """A copy with other factors A_l and S_l (a moving average of them), with
+        every cached product of this one dropped.
+        """
+        out = copy.copy(self)
+        out.input_factors = list(input_factors)
+        out.output_factors = list(output_factors)
+        out._dense_cache = None
+        out._factor_cache = None
+        return out
 
     # ------------------------------------------------------------ layout
     def _layer_matrix(self, vectors: Tensor, layer: LinearLayer) -> Tensor:

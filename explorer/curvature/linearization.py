@@ -104,10 +104,3 @@ def linearize(
 def as_rows(matrix: Tensor) -> Tensor:
     """(P, K) column blocks -> (K, P) rows, contiguous for the product kernels."""
     return matrix.T.contiguous()
-
-
-def identity_columns(size: int, start: int, stop: int, like: Tensor) -> Tensor:
-    """Rows ``start:stop`` of the identity as a (stop − start, size) tensor."""
-    rows = torch.zeros(stop - start, size, dtype=like.dtype, device=like.device)
-    rows[torch.arange(stop - start), torch.arange(start, stop)] = 1
-    return rows

@@ -7,21 +7,33 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from explorer.curvature.base import CurvatureOperator
+from explorer.curvature.algebra import DelegatingOperator, DenseOperator
+from explorer.curvature.tags import Tags
+from explorer.options import Option
 from explorer.problems.base import Batch, Problem
 
 
-class MatrixOperator(CurvatureOperator):
-    """Wraps a given dense matrix (``matrix=``, shape (P, P), finite).
+class MatrixOperator(DelegatingOperator):
+    """A given dense matrix (``matrix=``, shape (P, P), finite) as a curvature.
 
-    Symmetry is not enforced here (the approximation check reports it); ``psd=``
-    declares positive semi-definiteness.
+    The matrix is used as given (symmetry is not enforced; the approximation check
+    reports it); the option ``psd`` declares positive semi-definiteness.
     """
 
     key = "matrix"
     label = "User-supplied matrix"
     description = "A dense P × P matrix supplied by the user."
-    exact = False
+    options_schema = (
+        Option("psd", False, "Declare the matrix positive semi-definite."),
+    )
+
+    @classmethod
+    def tags_for(
+        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
+    ) -> Tags:
+        """What the user declares: PSD (and so symmetric) iff ``psd=True``."""
+        psd = bool(cls.resolved(options)["psd"])
+        return Tags(psd=psd, symmetric=psd)
 
     def __init__(
         self,
@@ -31,7 +43,6 @@ class MatrixOperator(CurvatureOperator):
         generator: torch.Generator | None = None,
         *,
         matrix: Tensor | None = None,
-        psd: bool = False,
         **options: Any,
     ) -> None:
         if not isinstance(matrix, Tensor):
@@ -44,12 +55,9 @@ class MatrixOperator(CurvatureOperator):
         if not torch.isfinite(matrix).all():
             raise ValueError("matrix contains non-finite values (NaN or inf)")
         self._matrix = matrix.to(dtype=theta.dtype, device=theta.device)
-        self._declared_psd = bool(psd)
         super().__init__(problem, theta, batch, generator, **options)
 
-    @property
-    def psd(self) -> bool:  # type: ignore[override]
-        return self._declared_psd
-
-    def _dense(self) -> Tensor:
-        return self._matrix
+    def _setup(self) -> None:
+        self.linear = DenseOperator(
+            self._matrix, key=self.key, symmetrize=False, tags=self.tags
+        )

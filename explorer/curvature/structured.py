@@ -2,103 +2,112 @@
 
 ``diag_<key>`` keeps the exact diagonal of ``<key>``; ``block_<key>`` keeps its
 per-layer blocks (weight and bias of one linear layer together, or one parameter
-tensor for models without layers). Both have closed-form solves.
+tensor for models without layers). Both are the algebra's
+:class:`~explorer.curvature.algebra.DiagonalMatrixOperator` /
+:class:`~explorer.curvature.algebra.BlockDiagonalMatrixOperator` of the base curvature's
+numbers, so they have closed-form solves; both are PSD exactly where their base is.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
-from explorer.curvature.base import CurvatureOperator
-from explorer.curvature.solvers import IndefiniteCurvatureError, cholesky_solve
+from explorer.curvature.algebra import (
+    BlockDiagonalMatrixOperator,
+    DelegatingOperator,
+    DiagonalMatrixOperator,
+)
+from explorer.curvature.base import CurvatureOperator, unit_columns
+from explorer.curvature.registry import CURVATURES
+from explorer.curvature.tags import Tags
+from explorer.problems.base import Problem
 
 
-class DiagonalOperator(CurvatureOperator):
+class _OfBase(DelegatingOperator):
+    """Shared by the diagonal and block forms: the base curvature and its tags."""
+
+    abstract = True
+    base_key: ClassVar[str] = ""
+
+    @classmethod
+    def base_tags(cls, problem: Problem | None) -> Tags:
+        """The base curvature's tags on ``problem`` (with its default options)."""
+        return CURVATURES[cls.base_key].tags(problem)
+
+    @classmethod
+    def incompatibility(
+        cls, problem: Problem, options: dict[str, Any] | None = None
+    ) -> str | None:
+        return CURVATURES[cls.base_key].incompatibility(problem)
+
+    def _build_base(self) -> CurvatureOperator:
+        return CURVATURES[self.base_key].build(
+            self.problem, self.theta, batch=self.batch, generator=self.generator
+        )
+
+
+class DiagonalOperator(_OfBase):
     """diag(C) of a base curvature C (``base_key``)."""
 
-    base_key: ClassVar[str] = ""
-    exact = False
+    declared = Tags(symmetric=True, diagonal=True, block_diagonal=True)
+
+    @classmethod
+    def tags_for(
+        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
+    ) -> Tags:
+        base = cls.base_tags(problem)
+        return cls.declared.replace(psd=base.psd, sampled=base.sampled)
 
     def _setup(self) -> None:
-        from explorer.curvature.registry import CURVATURES
-
-        base = CURVATURES[self.base_key].build(
-            self.problem, self.theta, batch=self.batch, generator=self.generator
-        )
-        self.diagonal = base.diag()
+        base = self._build_base()
+        self.linear = DiagonalMatrixOperator(base.diag(), key=self.key, tags=self.tags)
         self.products += base.products
-        self._psd = base.psd
 
     @property
-    def psd(self) -> bool:  # type: ignore[override]
-        return self._psd
-
-    def _matmat(self, matrix: Tensor) -> Tensor:
-        return self.diagonal.unsqueeze(1) * matrix
-
-    def _dense(self) -> Tensor:
-        return torch.diag(self.diagonal)
-
-    def _diag(self) -> Tensor:
-        return self.diagonal.clone()
-
-    def _solve(self, rhs: Tensor, damping: float, **_: Any) -> Tensor:
-        shifted = self.diagonal + damping
-        if float(shifted.min()) <= 0:
-            raise IndefiniteCurvatureError(self.key, damping, float(shifted.min()))
-        return rhs / (shifted if rhs.dim() == 1 else shifted.unsqueeze(1))
+    def diagonal(self) -> Tensor:
+        """The diagonal (P,)."""
+        return self.linear.diagonal
 
 
-class BlockDiagonalOperator(CurvatureOperator):
+class BlockDiagonalOperator(_OfBase):
     """The per-layer diagonal blocks of a base curvature C (``base_key``)."""
 
-    base_key: ClassVar[str] = ""
-    exact = False
+    declared = Tags(symmetric=True, block_diagonal=True)
+
+    @classmethod
+    def tags_for(
+        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
+    ) -> Tags:
+        base = cls.base_tags(problem)
+        return cls.declared.replace(psd=base.psd, sampled=base.sampled)
 
     def _setup(self) -> None:
-        from explorer.curvature.registry import CURVATURES
-
-        base = CURVATURES[self.base_key].build(
-            self.problem, self.theta, batch=self.batch, generator=self.generator
+        base = self._build_base()
+        blocks = self.problem.blocks()
+        self.block_names = [name for name, _ in blocks]
+        spans = [span for _, span in blocks]
+        matrices = []
+        for span in spans:
+            columns = unit_columns(
+                self.size, span.start, span.stop, self.dtype, self.device
+            )
+            matrices.append(base.matmat(columns)[span])
+        self.linear = BlockDiagonalMatrixOperator(
+            spans, matrices, self.size, key=self.key, tags=self.tags
         )
-        self.spans = [span for _, span in self.problem.blocks()]
-        self.block_names = [name for name, _ in self.problem.blocks()]
-        self.blocks: list[Tensor] = []
-        for span in self.spans:
-            columns = torch.zeros(
-                self.size, span.stop - span.start, dtype=self.dtype, device=self.device
-            )
-            columns[span, :] = torch.eye(
-                span.stop - span.start, dtype=self.dtype, device=self.device
-            )
-            self.blocks.append(base.matmat(columns)[span])
         self.products += base.products
-        self._psd = base.psd
 
     @property
-    def psd(self) -> bool:  # type: ignore[override]
-        return self._psd
+    def spans(self) -> tuple[slice, ...]:
+        """The blocks' parameter spans."""
+        return self.linear.spans
 
-    def _matmat(self, matrix: Tensor) -> Tensor:
-        out = torch.zeros_like(matrix)
-        for span, block in zip(self.spans, self.blocks, strict=True):
-            out[span] = block @ matrix[span]
-        return out
-
-    def _dense(self) -> Tensor:
-        return torch.block_diag(*self.blocks)
-
-    def _diag(self) -> Tensor:
-        return torch.cat([block.diagonal() for block in self.blocks])
-
-    def _solve(self, rhs: Tensor, damping: float, **_: Any) -> Tensor:
-        out = torch.zeros_like(rhs)
-        for span, block in zip(self.spans, self.blocks, strict=True):
-            out[span] = cholesky_solve(block, rhs[span], damping, self.key)
-        return out
+    @property
+    def blocks(self) -> list[Tensor]:
+        """The dense blocks, in span order."""
+        return self.linear.blocks
 
 
 def diagonal_of(key: str, base_label: str, reference: str) -> type:

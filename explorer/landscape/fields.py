@@ -100,6 +100,7 @@ def direction_field(
     keys = ([GRADIENT] if include_gradient else []) + list(curvatures)
     out = {key: torch.full_like(points, float("nan")) for key in keys}
     failures: dict[str, list] = {key: [0, ""] for key in keys}
+    refused = {key: CURVATURES[key].incompatibility(problem) for key in curvatures}
     for index, point in enumerate(points):
         theta = point.to(dtype=problem.dtype, device=problem.device)
         grad = problem.grad(theta, batch)
@@ -110,6 +111,9 @@ def direction_field(
         if include_gradient:
             out[GRADIENT][index] = -grad.double().cpu()
         for key in curvatures:
+            if refused[key] is not None:  # cannot be built on this problem at all
+                _fail(failures, key, refused[key])
+                continue
             generator = torch.Generator(device="cpu").manual_seed(seed)
             try:
                 op = CURVATURES[key].build(

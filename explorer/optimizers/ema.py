@@ -6,30 +6,29 @@ At the r-th refresh (r = 0, 1, ...) the curvature becomes
    β_r = \min(β, 1 - 1/(r + 1)),
 
 so early refreshes average uniformly (no bias towards the first, as in Martens &
-Grosse 2015) and later ones forget at rate β. What is averaged depends on the
-operator's structure, so the averaged operator keeps its cheap solve:
+Grosse 2015) and later ones forget at rate β. The average is the operator algebra's
+:func:`~explorer.curvature.algebra.combine`, materialized in the structure the
+curvature declares, so the averaged operator keeps its cheap solve:
 
 * K-FAC: the factors A_l and S_l separately (the classic K-FAC statistics);
-* diagonal: the diagonal; layer blocks: each block;
+* declared diagonal: the diagonal; declared block-diagonal: each block;
 * anything else, including curvatures registered by users: the dense P × P matrix,
   allowed up to :data:`EMA_DENSE_MAX_PARAMS` parameters.
 """
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
+from typing import Any
 
-from torch import Tensor
-
-from explorer.curvature.base import CurvatureOperator
+from explorer.curvature.algebra import combine
+from explorer.curvature.base import LinearOperator
 from explorer.curvature.kfac import KFACOperator
 from explorer.curvature.registry import CurvatureSpec
-from explorer.curvature.structured import BlockDiagonalOperator, DiagonalOperator
+from explorer.problems.base import Problem
 
 #: A dense moving average is refused above this many parameters (P² floats).
 EMA_DENSE_MAX_PARAMS = 4000
-
-_STRUCTURED = (KFACOperator, DiagonalOperator, BlockDiagonalOperator)
 
 
 def ema_decay(decay: float, refresh: int) -> float:
@@ -42,76 +41,55 @@ def ema_decay(decay: float, refresh: int) -> float:
     return min(decay, 1.0 - 1.0 / (refresh + 1))
 
 
-def ema_incompatibility(spec: CurvatureSpec, num_params: int) -> str | None:
-    """Why a moving average of curvature ``spec`` is impossible for P, or None."""
-    build = spec.build
-    if isinstance(build, type) and issubclass(build, _STRUCTURED):
-        return None
-    if num_params <= EMA_DENSE_MAX_PARAMS:
+def ema_incompatibility(
+    spec: CurvatureSpec, problem: Problem, options: Mapping[str, Any] | None = None
+) -> str | None:
+    """Why a moving average of curvature ``spec`` is impossible on ``problem``, or
+    None: unstructured curvatures are averaged densely, up to P = 4,000.
+    """
+    tags = spec.tags(problem, dict(options or {}))
+    if (
+        tags.diagonal
+        or tags.block_diagonal
+        or problem.num_params <= EMA_DENSE_MAX_PARAMS
+    ):
         return None
     return (
         f"a moving average of curvature {spec.key!r} is kept as a dense P × P matrix, "
-        f"but P = {num_params:,} > {EMA_DENSE_MAX_PARAMS:,}; set ema = 0 or use a "
-        "structured curvature (kfac, diag_*, block_*)"
+        f"but P = {problem.num_params:,} > {EMA_DENSE_MAX_PARAMS:,}; set ema = 0 or "
+        "use a structured curvature (kfac, diag_*, block_*)"
     )
 
 
-class AveragedOperator(CurvatureOperator):
-    """A dense moving average of a curvature, with the source's key and PSD flag."""
-
-    label = "Averaged curvature"
-    description = "An exponential moving average of a curvature across refreshes."
-
-    def __init__(self, source: CurvatureOperator, matrix: Tensor) -> None:
-        self._matrix = matrix
-        self.key = source.key  # error messages name the curvature the user chose
-        self.label = f"{source.label} (moving average)"
-        self._psd = source.psd
-        super().__init__(source.problem, source.theta, source.batch, source.generator)
-
-    @property
-    def psd(self) -> bool:  # type: ignore[override]
-        return self._psd
-
-    def _dense(self) -> Tensor:
-        return self._matrix
-
-
 def ema_combine(
-    old: CurvatureOperator, new: CurvatureOperator, decay: float
-) -> CurvatureOperator:
-    """β·old + (1 − β)·new, keeping the structure of ``new`` where it has one.
+    old: LinearOperator, new: LinearOperator, decay: float
+) -> LinearOperator:
+    """β·old + (1 − β)·new, keeping the declared structure of the operands.
 
     Neither operator is modified; the result's ``products`` counts what ``new`` cost
-    plus any products spent here (a dense copy of ``old`` when it had none).
+    plus any products spent here (a dense copy of ``old`` when it had none). Its key
+    is ``new``'s (error messages name the curvature the user chose); it is not
+    declared exact (an average over points is no curvature at one point).
     """
     keep = 1.0 - decay
     if isinstance(new, KFACOperator) and isinstance(old, KFACOperator):
-        out = copy.copy(new)
-        out.input_factors = [
-            decay * a + keep * b
-            for a, b in zip(old.input_factors, new.input_factors, strict=True)
-        ]
-        out.output_factors = [
-            decay * s + keep * t
-            for s, t in zip(old.output_factors, new.output_factors, strict=True)
-        ]
-        return out
-    if isinstance(new, DiagonalOperator) and isinstance(old, DiagonalOperator):
-        out = copy.copy(new)
-        out.diagonal = decay * old.diagonal + keep * new.diagonal
-        return out
-    if isinstance(new, BlockDiagonalOperator) and isinstance(
-        old, BlockDiagonalOperator
-    ):
-        out = copy.copy(new)
-        out.blocks = [
-            decay * a + keep * b for a, b in zip(old.blocks, new.blocks, strict=True)
-        ]
-        return out
+        return new.with_factors(
+            [
+                decay * a + keep * b
+                for a, b in zip(old.input_factors, new.input_factors, strict=True)
+            ],
+            [
+                decay * s + keep * t
+                for s, t in zip(old.output_factors, new.output_factors, strict=True)
+            ],
+        )
     before = old.products
-    old_dense = old.dense()
-    new_dense = new.dense()
-    out = AveragedOperator(new, decay * old_dense + keep * new_dense)
+    out = combine(
+        [(decay, old), (keep, new)],
+        key=new.key,
+        label=f"{new.label} (moving average)",
+        max_dense_params=EMA_DENSE_MAX_PARAMS,
+        exact=False,
+    )
     out.products = new.products + (old.products - before)
     return out

@@ -1,4 +1,10 @@
-"""An immutable, hashable mapping of option values (the options inside a RunConfig)."""
+"""Immutable, hashable mappings of option values (the options inside a RunConfig).
+
+:class:`FrozenOptions` holds options as given; :class:`ResolvedOptions` marks a
+complete, validated set (defaults filled in) for one owner, so the code that
+receives it (building a rule, checking it against a problem) does not validate it
+again.
+"""
 
 from __future__ import annotations
 
@@ -60,6 +66,31 @@ class FrozenOptions(Mapping[str, Any]):
     def to_dict(self) -> dict[str, Any]:
         """Plain dicts and lists (JSON-able)."""
         return {name: thaw(value) for name, value in self._items}
+
+
+class ResolvedOptions(FrozenOptions):
+    """Options validated against ``owner``'s schema, every default filled in.
+
+    Only a schema's ``resolve`` makes one (e.g. ``RuleSpec.resolve``); it compares
+    equal to a :class:`FrozenOptions` with the same items.
+
+    Example:
+        >>> resolved = ResolvedOptions({"lr": 0.1}, owner="rule 'sgd'")
+        >>> resolved.owner, resolved == FrozenOptions({"lr": 0.1})
+        ("rule 'sgd'", True)
+    """
+
+    __slots__ = ("owner",)
+
+    def __init__(self, values: Mapping[str, Any], *, owner: str) -> None:
+        super().__init__(values)
+        self.owner = owner
+
+    def __hash__(self) -> int:
+        return super().__hash__()
+
+    def __repr__(self) -> str:
+        return f"ResolvedOptions({self.to_dict()!r}, owner={self.owner!r})"
 
 
 def freeze(value: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from explorer.curvature.base import CurvatureOperator
+from explorer.curvature.base import LinearOperator
 from explorer.curvature.registry import curvature
 from explorer.curvature.solvers import IndefiniteCurvatureError, conjugate_gradient
 from explorer.optimizers.base import StepContext, Transform
@@ -40,7 +40,7 @@ NEGATIVE_CURVATURE = ("error", "truncate")
 class CurvatureState(NamedTuple):
     """The operator in use, how many refreshes built it, and the inner state."""
 
-    operator: CurvatureOperator | None
+    operator: LinearOperator | None
     refreshes: int
     inner: Any
 
@@ -101,9 +101,12 @@ def with_curvature(
     return Transform(init, update)
 
 
-def has_structured_solve(operator: CurvatureOperator) -> bool:
-    """Whether the operator replaces the generic solver with a closed form."""
-    return type(operator)._solve is not CurvatureOperator._solve
+def has_structured_solve(operator: LinearOperator) -> bool:
+    """Whether the operator solves in closed form (declared diagonal or
+    block-diagonal, or its own solver, e.g. K-FAC's), so that ``"auto"`` need not
+    fall back to conjugate gradients for large P.
+    """
+    return operator.has_closed_form_solve
 
 
 class SolveState(NamedTuple):
@@ -217,7 +220,7 @@ def scale_by_optimal_step() -> Transform:
     return Transform(init, update)
 
 
-def _curvature_and_damping(ctx: StepContext) -> tuple[CurvatureOperator, float]:
+def _curvature_and_damping(ctx: StepContext) -> tuple[LinearOperator, float]:
     if ctx.curvature is None or ctx.damping is None:
         raise RuntimeError(
             "this transform needs ctx.curvature and ctx.damping: wrap it in "

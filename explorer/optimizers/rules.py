@@ -29,6 +29,7 @@ from explorer.curvature.registry import CURVATURES, CurvatureSpec
 from explorer.optimizers.base import Transform, UpdateRule, chain
 from explorer.optimizers.damping import with_damping
 from explorer.optimizers.ema import ema_incompatibility
+from explorer.optimizers.frozen import ResolvedOptions
 from explorer.optimizers.options import (
     adam_options,
     curvature_step_options,
@@ -66,6 +67,10 @@ class RuleSpec:
         curvature_defaults: Defaults that an alias overrides in its curvature's
             options (e.g. K-FAC with sampled targets).
         reference: Where the method comes from.
+        color: Its colour in every figure; None: its curvature's colour (for
+            ``precondition``, the ``curvature`` option's), else one hashed from
+            the key.
+        theory: The anchor of its section on the Theory page.
     """
 
     key: str
@@ -77,6 +82,8 @@ class RuleSpec:
     curvature: str | None = None
     curvature_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     reference: str = ""
+    color: str | None = None
+    theory: str = "updates"
 
     # ----------------------------------------------------------------- options
     def curvature_key(self, given: Mapping[str, Any] | None = None) -> str | None:
@@ -129,15 +136,20 @@ class RuleSpec:
             extra.append(option)
         return (*self.options, *extra)
 
-    def resolve(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Validated options with defaults filled in.
+    def resolve(self, given: Mapping[str, Any] | None = None) -> ResolvedOptions:
+        """Validated options with defaults filled in (idempotent: options this rule
+        already resolved are returned as they are, not validated again).
 
         Raises:
             ValueError: An unknown option or key, or a value out of range; the
                 message names the value and the allowed range.
         """
+        where = f"rule {self.key!r}"
+        if isinstance(given, ResolvedOptions) and given.owner == where:
+            return given
         given = dict(given or {})
-        return resolve_options(self.schema(given), given, where=f"rule {self.key!r}")
+        resolved = resolve_options(self.schema(given), given, where=where)
+        return ResolvedOptions(resolved, owner=where)
 
     def split(
         self, resolved: Mapping[str, Any]
@@ -149,7 +161,7 @@ class RuleSpec:
         return rule_options, self.curvature_key(resolved), curvature_options
 
     def create(self, given: Mapping[str, Any] | None = None) -> UpdateRule:
-        """The :class:`UpdateRule` for options ``given``."""
+        """The :class:`UpdateRule` for options ``given`` (resolved or not)."""
         resolved = self.resolve(given)
         transform = self.build(*self.split(resolved))
         return UpdateRule(self.key, transform, resolved)
@@ -160,17 +172,13 @@ class RuleSpec:
         """Why this rule cannot run on ``problem`` with ``given``, or None."""
         if self.family != CURVATURE:
             return None
-        spec = self.curvature_spec(given)
-        if spec.needs_layers and not problem.layers:
-            return (
-                f"curvature {spec.key!r} needs a model made of nn.Linear layers, and "
-                f"problem {problem.key!r} has none; use 'fisher', 'ggn' or a "
-                "diagonal curvature"
-            )
         resolved = self.resolve(given)
-        if resolved["ema"] > 0:
-            return ema_incompatibility(spec, problem.num_params)
-        return None
+        spec = self.curvature_spec(resolved)
+        _, _, curvature_options = self.split(resolved)
+        reason = spec.incompatibility(problem, curvature_options)
+        if reason is None and resolved["ema"] > 0:
+            reason = ema_incompatibility(spec, problem, curvature_options)
+        return reason
 
 
 def _option(options: tuple[Option, ...], name: str) -> Any:
@@ -259,9 +267,13 @@ def curvature_alias(
     description: str,
     reference: str = "",
     curvature_defaults: Mapping[str, Any] | None = None,
+    color: str | None = None,
+    theory: str | None = None,
     **defaults: Any,
 ) -> RuleSpec:
-    """A named damped curvature step with curvature ``curvature`` fixed."""
+    """A named damped curvature step with curvature ``curvature`` fixed; its Theory
+    anchor defaults to its curvature's (its colour is its curvature's unless given).
+    """
     return RuleSpec(
         key=key,
         label=label,
@@ -272,6 +284,8 @@ def curvature_alias(
         curvature=curvature,
         curvature_defaults=dict(curvature_defaults or {}),
         reference=reference,
+        color=color,
+        theory=CURVATURES[curvature].theory if theory is None else theory,
     )
 
 
@@ -289,6 +303,7 @@ SGD = RuleSpec(
     options=sgd_options(),
     description="θ ← θ − α·g, with optional (Nesterov) momentum v ← μv + g.",
     reference="Robbins & Monro 1951; Polyak 1964; Nesterov 1983",
+    color="#7f7f7f",
 )
 ADAM = RuleSpec(
     key="adam",
@@ -297,6 +312,7 @@ ADAM = RuleSpec(
     options=adam_options(),
     description="θ ← θ − α·m̂/(√v̂ + ε) with bias-corrected moment averages.",
     reference="Kingma & Ba 2015",
+    color="#bcbd22",
 )
 PRECONDITION = RuleSpec(
     key="precondition",
@@ -309,6 +325,7 @@ PRECONDITION = RuleSpec(
     ),
     family=CURVATURE,
     reference="Martens 2020, section 6",
+    color="#8c564b",
 )
 
 ALIASES = (
@@ -376,6 +393,8 @@ ALIASES = (
         "GGN-vector products, warm-started from 0.95 × the previous solution, with "
         "Levenberg–Marquardt damping.",
         reference="Martens 2010",
+        color="#e377c2",
+        theory="updates",
         solver="cg",
         cg_maxiter=10,
         cg_warm_start=0.95,

@@ -244,53 +244,61 @@ def field_traces(
         failed = field.failures.get(key)
         if failed:
             name += f" — undefined at {failed[0]} points"
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=name,
-                legendgroup=f"field:{key}",
-                line={"color": curvature_color(key), "width": 1.5},
-                hoverinfo="skip",
-            )
-        )
+        line = {"color": curvature_color(key), "width": 1.5}
+        traces.append(_line(xs, ys, name, f"field:{key}", line, hoverinfo="skip"))
     return traces
 
 
+def _line(xs, ys, name: str, group: str, line: dict, **extra: Any) -> go.Scatter:
+    """A line trace (``None`` in ``xs``/``ys`` breaks it) in a legend group."""
+    return go.Scatter(
+        x=xs, y=ys, mode="lines", name=name, legendgroup=group, line=line, **extra
+    )
+
+
+#: What the legend adds to a quadratic model of each kind (through θ).
+MODEL_NOTES: dict[str, str] = {
+    "elliptic": "",
+    "hyperbolic": " — indefinite: saddle, unbounded below",
+    "concave": " — negative definite: unbounded below",
+    "parabolic": " — singular: no unique minimum",
+    "flat": " — zero matrix",
+}
+
+
 def model_traces(
-    models: Mapping[str, QuadraticModel], extent: float = 10.0
+    models: Mapping[str, QuadraticModel],
+    extent: float = 10.0,
+    *,
+    rise: float | None = None,
 ) -> list[go.Scatter]:
     """Level sets M_C(δ) = h(θ) of each quadratic model (through θ), and centres.
 
     Ellipses for PD models; hyperbolas (both branches) for indefinite ones, named
     "unbounded below"; lines/parabolas for singular ones. A model's minimum is a
     filled star, a saddle an open star.
+
+    With ``rise``: the level sets M_C = h(θ) + ``rise`` instead, without centres.
+    At a minimum θ* (g = 0) the level through θ* is the point itself; a level a
+    little above shows each model's ellipse: where it thinks the loss rises by
+    ``rise`` (Kunstner et al. 2019, figure 2).
     """
     traces = []
     for key, model in models.items():
         color = curvature_color(key)
-        note = {
-            "elliptic": "",
-            "hyperbolic": " — indefinite: saddle, unbounded below",
-            "concave": " — negative definite: unbounded below",
-            "parabolic": " — singular: no unique minimum",
-            "flat": " — zero matrix",
-        }[model.kind]
-        xs, ys = polyline(model.level_set(extent=extent))
-        name = f"model of {key}{note}"
+        if rise is None:
+            level, name = None, f"model of {key}{MODEL_NOTES[model.kind]}"
+            hover = f"{name}<br>level set M = h(θ)"
+        else:
+            level, name = model.value + rise, f"{model.label} model: h(θ*) + {rise:.3g}"
+            hover = name
+        xs, ys = polyline(model.level_set(level=level, extent=extent))
+        line = {"color": color, "dash": "dash", "width": 2}
+        group = f"model:{key}"
         traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=name,
-                legendgroup=f"model:{key}",
-                line={"color": color, "dash": "dash", "width": 2},
-                hovertemplate=f"{name}<br>level set M = h(θ)<extra></extra>",
-            )
+            _line(xs, ys, name, group, line, hovertemplate=f"{hover}<extra></extra>")
         )
-        if model.center is not None:
+        if rise is None and model.center is not None:
             center = model.center.tolist()
             label = "minimum" if model.bounded else "stationary point"
             traces.append(
@@ -299,7 +307,7 @@ def model_traces(
                     y=[center[1]],
                     mode="markers",
                     name=f"{label} of the {key} model",
-                    legendgroup=f"model:{key}",
+                    legendgroup=group,
                     showlegend=False,
                     marker={
                         "symbol": "star" if model.bounded else "star-open",
@@ -315,6 +323,20 @@ def model_traces(
     return traces
 
 
+def point_traces(points: Mapping[str, Sequence[float]]) -> list[go.Scatter]:
+    """One black dot per named point ``{name: (x, y)}`` (e.g. where models are built)."""
+    return [
+        go.Scatter(
+            x=[float(point[0])],
+            y=[float(point[1])],
+            mode="markers",
+            name=name,
+            marker={"symbol": "circle", "size": 11, "color": "#111111"},
+        )
+        for name, point in points.items()
+    ]
+
+
 def contour_figure(
     grid: Grid2D,
     runs: Any = None,
@@ -322,6 +344,8 @@ def contour_figure(
     field: DirectionField | None = None,
     field_keys: Sequence[str] | None = None,
     models: Mapping[str, QuadraticModel] | None = None,
+    model_rise: float | None = None,
+    points: Mapping[str, Sequence[float]] | None = None,
     animate: bool = False,
     log: bool = True,
     title: str = "",
@@ -334,13 +358,16 @@ def contour_figure(
         field: A direction field drawn as arrows.
         field_keys: Which of its keys (default all).
         models: Quadratic models whose level sets through θ are drawn.
+        model_rise: Draw the models' level sets h(θ) + ``model_rise`` instead
+            (models built at a minimum; see :func:`model_traces`).
+        points: Named points ``{name: (x, y)}`` drawn as dots on top.
         animate: Add a step slider and play button revealing the paths.
         log: Colour by log₁₀(h − min h + ε).
         title: Figure title.
 
     Returns:
         Trace order: the contour, the paths (one per run), field arrows (one per
-        key), model curves (one per model plus one per centre).
+        key), model curves (one per model plus one per centre), the points.
     """
     figure = go.Figure(contour_trace(grid, log))
     labels = (grid.x_label, grid.y_label)
@@ -356,8 +383,10 @@ def contour_figure(
             (float(grid.ys[0]), float(grid.ys[-1])),
         )
         extent = 2.0 * float(np.hypot(x1 - x0, y1 - y0))
-        for trace in model_traces(models, extent):
+        for trace in model_traces(models, extent, rise=model_rise):
             figure.add_trace(trace)
+    for trace in point_traces(points or {}):
+        figure.add_trace(trace)
     if animate and runs is not None:
         _animation(figure, runs, None, 1, labels)
     apply_layout(

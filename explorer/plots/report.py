@@ -10,21 +10,6 @@ from explorer.landscape.trajectories import as_runs, finite_trajectory, theta_at
 from explorer.plots.training import hyperparameter_figure, loss_figure
 
 
-def problem_of(runs: Any) -> Any:
-    """Rebuilds the (CPU) problem of the first run from its config."""
-    from explorer.problems import problem
-
-    first = next(iter(as_runs(runs).values()))
-    config = first.config
-    return problem(
-        config.problem,
-        dtype=getattr(config, "dtype", "float64"),
-        device="cpu",
-        seed=config.seed,
-        **dict(config.problem_options),
-    )
-
-
 def _with_paths(runs: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for label, run in runs.items():
@@ -38,7 +23,7 @@ def _with_paths(runs: dict[str, Any]) -> dict[str, Any]:
 
 def run_report(
     runs: Any,
-    problem: Any = None,
+    problem: Any,
     *,
     landscape: bool = True,
     resolution: int | None = None,
@@ -53,7 +38,7 @@ def run_report(
 
     Args:
         runs: ``{label: History}`` (as from ``ex.compare``) or a list.
-        problem: The runs' problem (default: rebuilt from the first config).
+        problem: The runs' problem (the instance they ran on).
         landscape: Include the parameter- and function-space figures.
         resolution: Grid points per axis (default 120 for P = 2, 21 for planes).
     """
@@ -73,7 +58,6 @@ def run_report(
     paths = _with_paths(runs)
     if not landscape or not paths:
         return figures
-    problem = problem if problem is not None else problem_of(runs)
     trajectories = [finite_trajectory(run)[0] for run in paths.values()]
     if problem.num_params == 2:
         import torch
@@ -144,14 +128,14 @@ def _tags(problem: Any) -> frozenset[str]:
 
 
 def write_report(
-    runs: Any, path: Any, problem: Any = None, *, title: str | None = None
+    runs: Any, path: Any, problem: Any, *, title: str | None = None
 ) -> Any:
     """:func:`run_report` written as one self-contained HTML page (``--html``).
 
     For the ``run`` and ``compare`` commands::
 
         if args.html:
-            write_report(histories, args.html)
+            write_report(histories, args.html, problem)
 
     Returns:
         The path written.

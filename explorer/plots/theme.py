@@ -1,8 +1,10 @@
 """One colour per optimizer and per curvature, the same in every figure.
 
-A rule that preconditions with a curvature wears that curvature's colour (natural
+The colours are facts on the registry specs (``CURVATURES[key].color``,
+``RULES[key].color``); this module only reads them. A rule that preconditions with a
+curvature wears that curvature's colour unless its spec names its own (natural
 gradient = Fisher, Gauss-Newton = GGN, Newton = Hessian...), so a run, its spectrum
-and its arrows match across pages. Keys nobody planned for (plugins, user
+and its arrows match across pages. Keys nobody gave a colour (plugins, user
 curvatures) get a deterministic colour from a hash of the key: the same key has the
 same colour in every session and every figure.
 """
@@ -13,38 +15,13 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-#: Curvature keys -> colours (Plotly/D3 palette, colour-blind-aware choices first).
-CURVATURE_COLORS: dict[str, str] = {
-    "hessian": "#d62728",
-    "ggn": "#1f77b4",
-    "fisher": "#2ca02c",
-    "fisher_mc": "#98df8a",
-    "ef": "#ff7f0e",
-    "kfac": "#9467bd",
-    "diag_ggn": "#aec7e8",
-    "diag_fisher": "#17becf",
-    "diag_ef": "#ffbb78",
-    "diag_hessian": "#ff9896",
-    "block_ggn": "#393b79",
-    "block_fisher": "#637939",
-    "matrix": "#8c564b",
-    "gradient": "#7f7f7f",
-}
+from explorer.curvature.registry import CURVATURES
+from explorer.optimizers.rules import CURVATURE, RULES
 
-#: Rule keys -> colours; curvature rules share their curvature's colour.
-RULE_COLORS: dict[str, str] = {
-    "sgd": "#7f7f7f",
-    "adam": "#bcbd22",
-    "natural_gradient": CURVATURE_COLORS["fisher"],
-    "gauss_newton": CURVATURE_COLORS["ggn"],
-    "newton": CURVATURE_COLORS["hessian"],
-    "ef_natural_gradient": CURVATURE_COLORS["ef"],
-    "mc_natural_gradient": CURVATURE_COLORS["fisher_mc"],
-    "kfac": CURVATURE_COLORS["kfac"],
-    "diag_natural_gradient": CURVATURE_COLORS["diag_fisher"],
-    "hessian_free": "#e377c2",
-    "precondition": "#8c564b",
-}
+#: The colour of the plain (negative) gradient in direction fields; every curvature
+#: and rule takes its colour from its spec (``CurvatureSpec.color``,
+#: ``RuleSpec.color``).
+GRADIENT_COLOR = "#7f7f7f"
 
 #: Line dashes for the metrics of one run (train, test, averaged iterate).
 METRIC_DASHES: dict[str, str] = {
@@ -106,21 +83,40 @@ def hashed_color(key: str) -> str:
 
 
 def curvature_color(key: str) -> str:
-    """The colour of a curvature key (hashed for unknown keys)."""
-    return CURVATURE_COLORS.get(key) or hashed_color("curvature:" + key)
+    """The colour of a curvature key: its spec's, else hashed from the key (the
+    gradient of direction fields, ``"gradient"``, is :data:`GRADIENT_COLOR`).
+
+    Example:
+        >>> curvature_color("fisher") == CURVATURES["fisher"].color
+        True
+    """
+    spec = CURVATURES.get(key)
+    if spec is not None and spec.color:
+        return spec.color
+    if spec is None and key == "gradient":
+        return GRADIENT_COLOR
+    return hashed_color("curvature:" + key)
 
 
 def rule_color(key: str, curvature: str | None = None) -> str:
-    """The colour of an update rule; the generic ``precondition`` rule takes its
-    curvature's colour when ``curvature`` is given.
+    """The colour of an update rule: the generic ``precondition`` rule takes its
+    ``curvature``'s when given; otherwise the spec's own colour, else the colour of
+    the curvature it preconditions with, else one hashed from the key.
 
     Example:
         >>> rule_color("natural_gradient") == curvature_color("fisher")
         True
     """
-    if key == "precondition" and curvature:
+    spec = RULES.get(key)
+    if spec is None:
+        return hashed_color("rule:" + key)
+    if spec.family == CURVATURE and spec.curvature is None and curvature:
         return curvature_color(curvature)
-    return RULE_COLORS.get(key) or hashed_color("rule:" + key)
+    if spec.color:
+        return spec.color
+    if spec.curvature is not None:
+        return curvature_color(spec.curvature)
+    return hashed_color("rule:" + key)
 
 
 def run_color(run: Any) -> str:

@@ -5,7 +5,7 @@
     from explorer.presets import PRESETS, run_check, run_preset
     result = run_check("c1_fisher_equals_ggn", size="small")
     result.passed, result.badge   # True, 'max |F − G| / max |G| (…) = 6.38e-16 ≤ 1e-12 ✓ · …'
-    shown = run_preset("c1_fisher_equals_ggn")   # check + figures + experiments
+    shown = run_preset("c1_fisher_equals_ggn")   # measure, then draw the figures
 
 The tour page and ``tests/test_claims.py`` call the same functions, so a claim the
 page shows is a claim the test suite checks.
@@ -18,7 +18,8 @@ import time
 from explorer.presets.base import (
     SIZES,
     CheckResult,
-    Evidence,
+    Comparison,
+    Measured,
     Measurement,
     Preset,
     PresetResult,
@@ -28,44 +29,45 @@ from explorer.presets.base import (
 from explorer.presets.registry import CLAIMS, PRESETS
 
 
-def _evaluate(key: str, size: str, figures: bool) -> tuple[Evidence, Setup, float]:
+def _measure(key: str, size: str) -> tuple[Preset, Setup, Measured, CheckResult]:
     preset = PRESETS[key]
     setup = preset.setup(size)
     start = time.perf_counter()
-    evidence = preset.compute(setup, figures)
-    return evidence, setup, time.perf_counter() - start
+    measured = preset.measure(setup)
+    seconds = time.perf_counter() - start
+    check = CheckResult(key, size, tuple(measured.measurements), seconds)
+    return preset, setup, measured, check
 
 
 def run_check(key: str, size: str = "small") -> CheckResult:
-    """Runs preset ``key``'s numeric check at ``size`` (no figures).
+    """Runs preset ``key``'s numeric check at ``size`` (``measure`` only).
 
     Raises:
         ValueError: An unknown key or size.
     """
-    evidence, _, seconds = _evaluate(key, size, figures=False)
-    return CheckResult(key, size, tuple(evidence.measurements), seconds)
+    return _measure(key, size)[3]
 
 
 def run_preset(key: str, size: str = "full") -> PresetResult:
     """Runs preset ``key`` at ``size``: its check, its figures and its experiments.
 
     Raises:
-        ValueError: An unknown key or size, or a computation that did not produce
+        ValueError: An unknown key or size, or a ``draw`` that did not produce
             a figure the preset lists.
     """
-    evidence, setup, seconds = _evaluate(key, size, figures=True)
-    preset = PRESETS[key]
-    missing = [name for name in preset.figures if name not in evidence.figures]
+    preset, setup, measured, check = _measure(key, size)
+    figures = preset.draw(setup, measured)
+    missing = [name for name in preset.figures if name not in figures]
     if missing:
         raise ValueError(f"preset {key!r} did not produce the figures {missing}")
     experiments = (
-        setup.experiments if evidence.experiments is None else evidence.experiments
+        setup.experiments if measured.experiments is None else measured.experiments
     )
     return PresetResult(
-        check=CheckResult(key, size, tuple(evidence.measurements), seconds),
-        figures={name: evidence.figures[name] for name in preset.figures},
+        check=check,
+        figures={name: figures[name] for name in preset.figures},
         experiments=dict(experiments),
-        notes=tuple(evidence.notes),
+        notes=tuple(measured.notes),
     )
 
 
@@ -74,7 +76,8 @@ __all__ = [
     "PRESETS",
     "SIZES",
     "CheckResult",
-    "Evidence",
+    "Comparison",
+    "Measured",
     "Measurement",
     "Preset",
     "PresetResult",

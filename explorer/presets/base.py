@@ -1,25 +1,35 @@
-"""What a preset is: a claim, its configuration, its figures and its numeric check.
+"""What a preset is: a claim, its configuration, its measurements and its figures.
 
-A :class:`Preset` is plain data: texts (title, explanation, formula, reference), the
-configuration it runs (problem and options, and an
-:class:`~explorer.ui.urlstate.Experiment` where the claim is about an optimizer
-comparison), the names of the figures that make the point, the sizes it can run at,
-and the function that computes the evidence. The evidence is a list of
-:class:`Measurement` objects, each a real measured number with the tolerance (or closed
-form) it must meet; :class:`CheckResult` turns them into the badge the tour shows,
-e.g. ``max |F − G| = 4.4e-16 ≤ 1e-12 ✓``.
+A :class:`Preset` is plain data: texts (title, explanation, formula, reference), its
+problem (key and options, declared once), the optimizer comparisons it runs (each a
+:class:`Comparison`: rules and run settings, never the problem again), a size table,
+and two functions. ``measure(setup) -> Measured`` computes the evidence: a list of
+:class:`Measurement` objects, each a real measured number with the tolerance (or
+closed form) it must meet, and the plain data the figures need (histories, grids,
+arrays, tensors). ``draw(setup, measured) -> {name: figure}`` turns that data into
+figures with the builders of :mod:`explorer.plots` and computes nothing.
+:class:`CheckResult` turns the measurements into the badge the tour shows, e.g.
+``max |F − G| = 4.4e-16 ≤ 1e-12 ✓``.
+
+A computation module declares each :class:`Study` (the figures' names, ``measure``
+and ``draw``); a catalog module is a :class:`Catalog`: its presets' texts in
+Markdown (:func:`preset_texts`), then one :meth:`Catalog.add` per preset with its
+study, problem, comparisons and sizes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+import re
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import plotly.graph_objects as go
-
-from explorer.ui.urlstate import Experiment
+from explorer.plots import Figure
+from explorer.presets.helpers import problem_on_cpu
+from explorer.problems.base import Problem
+from explorer.runs import Experiment, RuleChoice
 
 #: The sizes every preset runs at: ``"small"`` (CI and quick looks, seconds on 2 CPU
 #: cores) and ``"full"`` (the page's default: smoother curves, more seeds).
@@ -120,26 +130,51 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
-class Evidence:
-    """What a preset's computation returns.
+class Comparison:
+    """An optimizer comparison of a preset: an :class:`Experiment` without its problem.
+
+    The preset supplies the problem (key and options at each size);
+    :meth:`Preset.setup` puts the two together.
+
+    Attributes:
+        rules: The optimizers, in display order.
+        run_options: Non-default loop settings (full size; a size's
+            ``run_options`` are merged in).
+        problem_options: Options that differ from the preset's problem options where
+            the claim needs it (e.g. the other parameterization); they win over the
+            size's problem options.
+    """
+
+    rules: tuple[RuleChoice, ...]
+    run_options: Mapping[str, Any] = field(default_factory=dict)
+    problem_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a preset's ``measure`` returns: numbers, and the data the figures need.
 
     Attributes:
         measurements: The numbers the check is about.
-        figures: Figure name -> Plotly figure (empty when figures were not asked for).
+        data: Plain data for ``draw`` (histories, grids, arrays, tensors; no
+            figures), read as ``measured["name"]``.
         notes: Short remarks the page shows under the badge.
-        experiments: Experiments decided by the computation (e.g. the best of a
+        experiments: Experiments decided by the measurement (e.g. the best of a
             grid), replacing the preset's own; None keeps them.
     """
 
     measurements: tuple[Measurement, ...]
-    figures: Mapping[str, go.Figure] = field(default_factory=dict)
+    data: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     experiments: Mapping[str, Experiment] | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.data[name]
 
 
 @dataclass(frozen=True)
 class Setup:
-    """A preset resolved at one size: what its computation receives.
+    """A preset resolved at one size: what its ``measure`` and ``draw`` receive.
 
     Attributes:
         key: The preset key.
@@ -147,8 +182,7 @@ class Setup:
         problem: The problem key (None: the preset builds its own problem).
         problem_options: Problem options at this size.
         experiments: Label -> :class:`Experiment` at this size (may be empty).
-        params: Everything else the computation needs at this size (seeds, grids,
-            steps...).
+        params: Everything else at this size (seeds, grids, steps...).
     """
 
     key: str
@@ -165,11 +199,54 @@ class Setup:
             raise ValueError(f"preset {self.key!r} has no experiment")
         return next(iter(self.experiments.values()))
 
+    def build_problem(self) -> Problem:
+        """The preset's problem at this size, on the CPU in float64."""
+        if self.problem is None:
+            raise ValueError(f"preset {self.key!r} builds its own problem")
+        return problem_on_cpu(self.problem, self.problem_options)
+
     def __getitem__(self, name: str) -> Any:
         return self.params[name]
 
 
-Compute = Callable[[Setup, bool], Evidence]
+Measure = Callable[[Setup], Measured]
+Draw = Callable[[Setup, Measured], Mapping[str, Figure]]
+
+
+class Study:
+    """What a preset computes and shows: the names of its figures, then the two
+    functions, which attach themselves with :meth:`measures` and :meth:`draws`::
+
+        MC_FISHER = Study("error against samples")
+
+
+        @MC_FISHER.measures
+        def measure_mc_fisher(setup: Setup) -> Measured: ...
+
+
+        @MC_FISHER.draws
+        def draw_mc_fisher(setup: Setup, measured: Measured) -> Figures: ...
+
+    Attributes:
+        figures: The names ``draw`` returns, in the order the page shows them.
+        measure: ``setup -> Measured``: the numbers and the figures' data.
+        draw: ``(setup, measured) -> {name: figure}``.
+    """
+
+    def __init__(self, *figures: str) -> None:
+        self.figures: tuple[str, ...] = figures
+        self.measure: Measure | None = None
+        self.draw: Draw | None = None
+
+    def measures(self, function: Measure) -> Measure:
+        """Decorator: ``function`` is this study's ``measure``."""
+        self.measure = function
+        return function
+
+    def draws(self, function: Draw) -> Draw:
+        """Decorator: ``function`` is this study's ``draw``."""
+        self.draw = function
+        return function
 
 
 @dataclass(frozen=True)
@@ -184,14 +261,18 @@ class Preset:
         formula: The formula in LaTeX (without dollar signs).
         reference: Where the claim comes from (paper, section or figure).
         problem: The main problem key; None where the claim needs a problem the
-            registry does not have (the computation builds it).
-        problem_options: Its options (full size; ``sizes`` may override).
-        compute: ``(setup, figures) -> Evidence``.
+            registry does not have (``measure`` builds it).
+        measure: ``setup -> Measured``: the numbers and the figures' data.
+        draw: ``(setup, measured) -> {name: figure}``, with the names of
+            ``figures``.
         figures: Names of the figures the page shows, in order.
-        experiments: Label -> :class:`Experiment` for claims about an optimizer
+        problem_options: The problem's options (full size; ``sizes`` may
+            override).
+        experiments: Label -> :class:`Comparison` for claims about an optimizer
             comparison (the Compare page can open each); full size.
+        params: Parameters of ``measure`` at every size.
         sizes: Size -> overrides: ``problem_options`` and ``run_options`` (merged
-            into the problem options and every experiment) and any other parameter.
+            into the problem options and every experiment) and parameters.
     """
 
     key: str
@@ -201,11 +282,17 @@ class Preset:
     formula: str
     reference: str
     problem: str | None
-    compute: Compute
+    measure: Measure
+    draw: Draw
     figures: tuple[str, ...]
     problem_options: Mapping[str, Any] = field(default_factory=dict)
-    experiments: Mapping[str, Experiment] = field(default_factory=dict)
+    experiments: Mapping[str, Comparison] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
     sizes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.experiments and self.problem is None:
+            raise ValueError(f"preset {self.key!r} has experiments but no problem")
 
     def setup(self, size: str = "full") -> Setup:
         """The preset resolved at ``size``.
@@ -215,38 +302,119 @@ class Preset:
         """
         if size not in SIZES:
             raise ValueError(f"size = {size!r} must be one of {', '.join(SIZES)}")
-        params = dict(self.sizes.get(size, {}))
-        problem_changes = dict(params.pop("problem_options", {}))
+        params = {**dict(self.params), **dict(self.sizes.get(size, {}))}
+        problem_options = {
+            **dict(self.problem_options),
+            **dict(params.pop("problem_options", {})),
+        }
         run_changes = dict(params.pop("run_options", {}))
         experiments = {
-            label: _resized(experiment, self.problem, problem_changes, run_changes)
-            for label, experiment in self.experiments.items()
+            label: Experiment(
+                self.problem,
+                {**problem_options, **dict(comparison.problem_options)},
+                tuple(comparison.rules),
+                {**dict(comparison.run_options), **run_changes},
+            )
+            for label, comparison in self.experiments.items()
         }
-        return Setup(
-            key=self.key,
-            size=size,
-            problem=self.problem,
-            problem_options={**dict(self.problem_options), **problem_changes},
-            experiments=experiments,
-            params=params,
+        return Setup(self.key, size, self.problem, problem_options, experiments, params)
+
+
+_HEADER = re.compile(r"`(?P<key>\w+)` · (?P<claim>\w+)")
+_BODY = re.compile(
+    r"(?P<explanation>.+?)\$\$(?P<formula>.+?)\$\$\s*Reference:(?P<reference>.+)",
+    re.S,
+)
+
+
+def preset_texts(markdown: str) -> dict[str, dict[str, str]]:
+    r"""Presets' texts from Markdown: ``{key: {claim, title, explanation, formula,
+    reference}}``, one section per preset, lines wrapped freely::
+
+        ## The title
+        `the_key` · C1
+
+        The explanation, two sentences in plain words.
+
+        $$
+        the formula in LaTeX
+        $$
+
+        Reference: where the claim comes from
+
+    Raises:
+        ValueError: A section that does not have this form (naming it).
+
+    Example:
+        >>> texts = preset_texts('''
+        ... ## One is one
+        ... `c0_one` · C0
+        ...
+        ... One equals
+        ... one. Always.
+        ...
+        ... $$ 1 = 1 $$
+        ...
+        ... Reference: arithmetic
+        ... ''')
+        >>> texts["c0_one"]["explanation"], texts["c0_one"]["formula"]
+        ('One equals one. Always.', '1 = 1')
+    """
+    texts = {}
+    for section in re.split(r"^## ", textwrap.dedent(markdown), flags=re.M)[1:]:
+        title, header, body = section.split("\n", 2)
+        head, parts = _HEADER.fullmatch(header.strip()), _BODY.fullmatch(body.strip())
+        if head is None or parts is None:
+            raise ValueError(
+                f"preset texts {title.strip()!r} must read: title, `key` · claim, "
+                "explanation, $$ formula $$, Reference: …"
+            )
+        words = {
+            name: " ".join(text.split()) for name, text in parts.groupdict().items()
+        }
+        texts[head["key"]] = {"claim": head["claim"], "title": title.strip(), **words}
+    return texts
+
+
+class Catalog:
+    """The presets of one catalog module: texts in Markdown, configuration in code.
+
+    Args:
+        texts: The presets' texts (see :func:`preset_texts`).
+    """
+
+    def __init__(self, texts: str) -> None:
+        self.texts = preset_texts(texts)
+        self.presets: list[Preset] = []
+
+    def add(self, key: str, study: Study, **config: Any) -> Preset:
+        """Declares preset ``key`` from its texts, its ``study`` and ``config`` (the
+        other fields of :class:`Preset`: problem and its options, experiments,
+        params, sizes).
+
+        Raises:
+            ValueError: No texts for ``key``, or a study without its functions.
+        """
+        if key not in self.texts:
+            raise ValueError(f"preset {key!r} has no texts; known: {list(self.texts)}")
+        if study.measure is None or study.draw is None:
+            raise ValueError(f"preset {key!r}: its study lacks a measure or a draw")
+        preset = Preset(
+            key=key,
+            **self.texts[key],
+            measure=study.measure,
+            draw=study.draw,
+            figures=study.figures,
+            **config,
         )
+        self.presets.append(preset)
+        return preset
 
-
-def _resized(
-    experiment: Experiment,
-    problem: str | None,
-    problem_changes: Mapping,
-    run_changes: Mapping,
-) -> Experiment:
-    """``experiment`` with a size's overrides (problem ones only on ``problem``)."""
-    problem_options = dict(experiment.problem_options)
-    if experiment.problem == problem:
-        problem_options.update(problem_changes)
-    return replace(
-        experiment,
-        problem_options=problem_options,
-        run_options={**dict(experiment.run_options), **run_changes},
-    )
+    def __iter__(self) -> Iterator[Preset]:
+        unused = sorted(set(self.texts) - {preset.key for preset in self.presets})
+        if unused:
+            raise ValueError(f"texts without a preset: {unused}")
+        return iter(self.presets)
 
 
 @dataclass(frozen=True)
@@ -261,6 +429,6 @@ class PresetResult:
     """
 
     check: CheckResult
-    figures: Mapping[str, go.Figure]
+    figures: Mapping[str, Figure]
     experiments: Mapping[str, Experiment]
     notes: tuple[str, ...] = ()

@@ -16,31 +16,40 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from explorer import plots
 from explorer.curvature import curvature
 from explorer.landscape import direction_field, loss_grid, quadratic_models
-from explorer.plots import contour_figure
-from explorer.plots.theme import curvature_color, rule_color
-from explorer.presets.base import Evidence, Measurement, Setup
-from explorer.presets.figures import (
-    Curve,
-    curves_figure,
-    grid_heatmaps,
-    optimum_model_traces,
-)
+from explorer.presets.base import Measured, Measurement, Setup, Study
 from explorer.presets.helpers import (
     final_theta,
     fixed,
     log_slope,
     one_weight_regression,
+    problem_on_cpu,
     relative_error,
     run_config,
     run_experiment,
-    run_on,
 )
 from explorer.problems.base import Problem
-from explorer.problems.spec import problem
-from explorer.runner import RunConfig
-from explorer.ui.urlstate import RuleChoice
+from explorer.runs import RuleChoice, RunConfig, RunSettings, run_on
+
+Figures = dict[str, plots.Figure]
+
+#: The problems of figure 2: name -> (problem, its data, whether the model is well
+#: specified for that data).
+SPECIFICATION = {
+    "linear regression, well-specified": ("linreg_2d", "well_specified", True),
+    "linear regression, misspecified": ("linreg_2d", "misspecified_model", False),
+    "logistic regression, well-specified": ("logreg_2d", "well_specified", True),
+    "logistic regression, misspecified": ("logreg_2d", "misspecified", False),
+}
+
+#: The studies of this module, one per preset: the figures each one draws.
+EF_FIELD = Study("vector fields")
+EF_SPECIFICATION = Study(*SPECIFICATION)
+TUNED_COMPARISON = Study("best-of-grid curves", "lr × damping grid")
+EF_STALL = Study("distance to θ*", "EF step against distance")
+MC_FISHER = Study("error against samples")
 
 #: The rules of the tuned comparison and their names in figures.
 TUNED_RULES = {
@@ -48,6 +57,9 @@ TUNED_RULES = {
     "natural_gradient": "natural gradient",
     "ef_natural_gradient": "empirical Fisher",
 }
+
+#: The preconditioners the fields and models compare.
+COMPARED = ("fisher", "ef")
 
 
 def least_squares(prob: Problem) -> torch.Tensor:
@@ -64,17 +76,18 @@ def _optimum(prob: Problem, key: str, options) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------- figure 1
-def ef_field(setup: Setup, figures: bool) -> Evidence:
-    """The natural-gradient field points at θ* from everywhere; EF's does not."""
-    prob = problem(setup.problem, **setup.problem_options)
+@EF_FIELD.measures
+def measure_ef_field(setup: Setup) -> Measured:
+    """The natural-gradient field points at θ* from everywhere; EF's does not.
+
+    Data: the loss ``grid``, the direction ``field`` and the experiment's ``runs``.
+    """
+    prob = setup.build_problem()
     target = least_squares(prob)
     field = direction_field(
-        prob,
-        ("fisher", "ef"),
-        damping=setup["damping"],
-        resolution=setup["resolution"],
+        prob, COMPARED, damping=setup["damping"], resolution=setup["resolution"]
     )
-    angles = {key: field.angle_to(key, target) for key in ("gradient", "fisher", "ef")}
+    angles = {key: field.angle_to(key, target) for key in ("gradient", *COMPARED)}
     finite = {key: a[torch.isfinite(a)] for key, a in angles.items()}
     way = target.double().unsqueeze(0) - field.points
     landing = (field.directions["fisher"] - way).norm(dim=1) / way.norm(dim=1)
@@ -98,53 +111,67 @@ def ef_field(setup: Setup, figures: bool) -> Evidence:
         f"Gradient arrows: median angle {float(finite['gradient'].median()):.1f}° "
         "to the minimum.",
     )
-    out = {}
-    if figures:
-        runs = run_experiment(setup.experiment)
-        grid = loss_grid(prob, resolution=setup["grid"])
-        out["vector fields"] = contour_figure(
-            grid,
-            runs,
-            field=field,
-            field_keys=("fisher", "ef"),
+    data = {
+        "grid": loss_grid(prob, resolution=setup["grid"]),
+        "runs": run_experiment(setup.experiment),
+        "field": field,
+    }
+    return Measured(measurements, data, notes)
+
+
+@EF_FIELD.draws
+def draw_ef_field(setup: Setup, measured: Measured) -> Figures:
+    return {
+        "vector fields": plots.contour_figure(
+            measured["grid"],
+            measured["runs"],
+            field=measured["field"],
+            field_keys=COMPARED,
             title="Preconditioned directions: natural gradient (green) vs "
             "empirical Fisher (orange)",
         )
-    return Evidence(measurements, out, notes)
+    }
 
 
 # ------------------------------------------------------------------- figure 2
-def ef_specification(setup: Setup, figures: bool) -> Evidence:
-    """At the optimum EF ≈ F for well-specified models only."""
+def specification_cases(samples: int) -> dict[str, tuple[str, dict, bool]]:
+    """:data:`SPECIFICATION` with ``samples`` examples: name -> (problem, options,
+    well specified), the ``cases`` parameter of the figure-2 preset.
+    """
+    return {
+        name: (key, {"data": data, "num_samples": samples}, well)
+        for name, (key, data, well) in SPECIFICATION.items()
+    }
+
+
+@EF_SPECIFICATION.measures
+def measure_ef_specification(setup: Setup) -> Measured:
+    """At the optimum EF ≈ F for well-specified models only.
+
+    Data: ``cases``, name -> the case's ``grid``, ``field``, quadratic ``models`` at
+    θ*, the level ``rise`` their ellipses are drawn at and the ``error`` of EF.
+    """
     errors: dict[str, tuple[float, bool]] = {}
     grads: list[float] = []
-    out = {}
+    shown = {}
     for name, (key, options, well) in setup["cases"].items():
-        prob = problem(key, **options)
+        prob = problem_on_cpu(key, options)
         theta = _optimum(prob, key, options)
         grads.append(float(prob.grad(theta).norm()))
         f = curvature("fisher", prob, theta).dense()
         ef = curvature("ef", prob, theta).dense()
         errors[name] = (relative_error(ef, f), well)
-        if figures:
-            models = quadratic_models(prob, theta, ("fisher", "ef"))
-            smallest = float(torch.linalg.eigvalsh(f.double())[0])
-            (x0, x1), _ = prob.view_box
-            level = 0.5 * smallest * ((x1 - x0) / 5) ** 2
-            field = direction_field(
-                prob, ("fisher", "ef"), resolution=setup["field_resolution"]
-            )
-            figure = contour_figure(
-                loss_grid(prob, resolution=setup["grid"]),
-                field=field,
-                field_keys=("fisher", "ef"),
-            )
-            for trace in optimum_model_traces(models, level):
-                figure.add_trace(trace)
-            figure.update_layout(
-                title=f"{name}: ‖EF − F‖_F / ‖F‖_F = {errors[name][0]:.3g} at θ*"
-            )
-            out[name] = figure
+        smallest = float(torch.linalg.eigvalsh(f.double())[0])
+        (x0, x1), _ = prob.view_box
+        shown[name] = {
+            "grid": loss_grid(prob, resolution=setup["grid"]),
+            "field": direction_field(
+                prob, COMPARED, resolution=setup["field_resolution"]
+            ),
+            "models": quadratic_models(prob, theta, COMPARED),
+            "rise": 0.5 * smallest * ((x1 - x0) / 5) ** 2,
+            "error": errors[name][0],
+        }
     well = [e for e, w in errors.values() if w]
     mis = [e for e, w in errors.values() if not w]
     measurements = (
@@ -168,7 +195,22 @@ def ef_specification(setup: Setup, figures: bool) -> Evidence:
             meaning="…but not when it is misspecified.",
         ),
     )
-    return Evidence(measurements, out)
+    return Measured(measurements, {"cases": shown})
+
+
+@EF_SPECIFICATION.draws
+def draw_ef_specification(setup: Setup, measured: Measured) -> Figures:
+    return {
+        name: plots.contour_figure(
+            case["grid"],
+            field=case["field"],
+            field_keys=COMPARED,
+            models=case["models"],
+            model_rise=case["rise"],
+            title=f"{name}: ‖EF − F‖_F / ‖F‖_F = {case['error']:.3g} at θ*",
+        )
+        for name, case in measured["cases"].items()
+    }
 
 
 # ------------------------------------------------------------------- figure 3
@@ -179,10 +221,20 @@ def _suboptimality(history, best: float) -> np.ndarray:
     return losses - best
 
 
-def tuned_comparison(setup: Setup, figures: bool) -> Evidence:
-    """Best-of-grid GD, natural gradient and EF descent on Kunstner's figure 1 data."""
+def _grid_label(rule: str, lr: float, damping: float) -> str:
+    return f"{rule} lr={lr:g} λ={damping:g}"
+
+
+@TUNED_COMPARISON.measures
+def measure_tuned_comparison(setup: Setup) -> Measured:
+    """Best-of-grid GD, natural gradient and EF descent on Kunstner's figure 1 data.
+
+    Data: the best run's ``curves`` of each method (h − h*, clipped at ``floor``), the
+    final h − h* over the (lr, λ) ``grids`` and the ``initial`` h₀ − h*; the best
+    runs replace the preset's experiment.
+    """
     base = setup.experiment
-    prob = problem(base.problem, **base.problem_options)
+    prob = problem_on_cpu(base.problem, base.problem_options)
     best_loss = float(prob.objective(least_squares(prob)))
     initial = float(prob.objective(prob.theta0)) - best_loss
     entries, grid_of = [], {}
@@ -192,7 +244,7 @@ def tuned_comparison(setup: Setup, figures: bool) -> Evidence:
     for rule in ("natural_gradient", "ef_natural_gradient"):
         for lr in setup["lrs"]:
             for damping in setup["dampings"]:
-                label = f"{rule} lr={lr:g} λ={damping:g}"
+                label = _grid_label(rule, lr, damping)
                 entries.append(RuleChoice(rule, fixed(lr, damping), label))
                 grid_of[label] = (rule, lr, damping)
     runs = run_experiment(replace(base, rules=tuple(entries)))
@@ -230,41 +282,43 @@ def tuned_comparison(setup: Setup, figures: bool) -> Evidence:
         for entry in entries
         if entry.label == label
     )
-    experiment = replace(base, rules=chosen)
-    out = {}
-    if figures:
-        floor = 1e-16 * initial  # rounding: exact zeros are drawn here
-        curves = []
-        for rule, label in best.items():
-            values = _suboptimality(runs[label], best_loss)
-            values = np.maximum(values[np.isfinite(values)], floor)
-            curves.append(
-                Curve(
-                    f"{TUNED_RULES[rule]} ({label.split(' ', 1)[1]})",
-                    np.arange(len(values)),
-                    values,
-                    rule_color(rule),
-                )
-            )
-        out["best-of-grid curves"] = curves_figure(
+    grids = {
+        TUNED_RULES[rule]: np.array(
+            [
+                [final[_grid_label(rule, lr, d)] for lr in setup["lrs"]]
+                for d in setup["dampings"]
+            ]
+        )
+        for rule in ("natural_gradient", "ef_natural_gradient")
+    }
+    floor = 1e-16 * initial  # rounding: exact zeros are drawn here
+    curves = {}
+    for rule, label in best.items():
+        values = _suboptimality(runs[label], best_loss)
+        name = f"{TUNED_RULES[rule]} ({label.split(' ', 1)[1]})"
+        curves[rule] = (name, np.maximum(values[np.isfinite(values)], floor))
+    data = {"curves": curves, "grids": grids, "floor": floor, "initial": initial}
+    experiments = {"best of grid": replace(base, rules=chosen)}
+    return Measured(measurements, data, experiments=experiments)
+
+
+@TUNED_COMPARISON.draws
+def draw_tuned_comparison(setup: Setup, measured: Measured) -> Figures:
+    curves = [
+        plots.Curve(name, np.arange(len(values)), values, plots.rule_color(rule))
+        for rule, (name, values) in measured["curves"].items()
+    ]
+    return {
+        "best-of-grid curves": plots.curves_figure(
             curves,
             title="Each method with its best (lr, λ) from the grid "
             "(10⁻¹⁶ × start: solved to rounding)",
             x_title="iteration",
             y_title="h(θ) − h(θ*)",
-            log_y=True,
-        )
-        grids = {}
-        for rule in ("natural_gradient", "ef_natural_gradient"):
-            values = np.array(
-                [
-                    [final[f"{rule} lr={lr:g} λ={d:g}"] for lr in setup["lrs"]]
-                    for d in setup["dampings"]
-                ]
-            )
-            grids[TUNED_RULES[rule]] = values
-        out["lr × damping grid"] = grid_heatmaps(
-            grids,
+            log="y",
+        ),
+        "lr × damping grid": plots.grid_heatmaps(
+            measured["grids"],
             setup["lrs"],
             setup["dampings"],
             title="Final h − h* over the grid (darkest: solved; brightest: no "
@@ -272,27 +326,31 @@ def tuned_comparison(setup: Setup, figures: bool) -> Evidence:
             x_title="lr",
             y_title="damping λ",
             quantity="h − h*",
-            floor=floor,
-            ceiling=initial,
-        )
-    return Evidence(measurements, out, experiments={"best of grid": experiment})
+            floor=measured["floor"],
+            ceiling=measured["initial"],
+        ),
+    }
 
 
 # ------------------------------------------------------- the 1-D stall example
-def ef_stall(setup: Setup, figures: bool) -> Evidence:
-    """One weight, far from θ*: EF steps have size ≈ (m₂/m₄)/distance and stall."""
+@EF_STALL.measures
+def measure_ef_stall(setup: Setup) -> Measured:
+    """One weight, far from θ*: EF steps have size ≈ (m₂/m₄)/distance and stall.
+
+    Data: each run's ``distances`` to θ*, the EF step ``lengths`` at each distance of
+    ``span`` and the ``bound`` m₂/(m₄·distance).
+    """
     prob = one_weight_regression(
         setup["num_samples"], 1.0, 1.0 + setup["distance"], seed=0
     )
     x, y = prob.inputs[:, 0], prob.targets[:, 0]
     target = float((x * y).sum() / (x * x).sum())
     m2, m4 = float(x.pow(2).mean()), float(x.pow(4).mean())
-    runs = {}
-    for label, rule, options in setup["rules"]:
-        config = RunConfig(
-            "linreg_2d", rule=rule, rule_options=options, steps=setup["steps"]
-        )
-        runs[label] = run_on(prob, config)
+    settings = RunSettings(steps=setup["steps"], device="cpu")
+    runs = {
+        label: run_on(prob, rule, options, settings, label=label)
+        for label, rule, options in setup["rules"]
+    }
     distances = {
         label: (run.trajectory[:, 0] - target).abs().numpy()
         for label, run in runs.items()
@@ -320,67 +378,76 @@ def ef_stall(setup: Setup, figures: bool) -> Evidence:
             meaning="The natural-gradient step lands on θ* at once.",
         ),
     )
-    out = {}
-    if figures:
-        colors = {
-            "gradient descent": rule_color("sgd"),
-            "natural gradient": curvature_color("fisher"),
-            "empirical Fisher": curvature_color("ef"),
-        }
-        out["distance to θ*"] = curves_figure(
+    span = np.geomspace(1e-2, 10 * setup["distance"], 40)
+    lengths = []
+    for d in span:
+        theta = torch.tensor([target + d], dtype=prob.dtype)
+        step = curvature("ef", prob, theta).solve(prob.grad(theta), 0.0)
+        lengths.append(abs(float(step[0])))
+    data = {
+        "distances": {label: np.maximum(d, 1e-17) for label, d in distances.items()},
+        "span": span,
+        "lengths": lengths,
+        "bound": (m2 / m4) / span,
+    }
+    return Measured(measurements, data)
+
+
+@EF_STALL.draws
+def draw_ef_stall(setup: Setup, measured: Measured) -> Figures:
+    colors = {
+        "gradient descent": plots.rule_color("sgd"),
+        "natural gradient": plots.curvature_color("fisher"),
+        "empirical Fisher": plots.curvature_color("ef"),
+    }
+    span = measured["span"]
+    return {
+        "distance to θ*": plots.curves_figure(
             [
-                Curve(label, np.arange(len(d)), np.maximum(d, 1e-17), colors[label])
-                for label, d in distances.items()
+                plots.Curve(label, np.arange(len(d)), d, colors[label])
+                for label, d in measured["distances"].items()
             ],
             title="|θ_t − θ*| from a start far from the optimum",
             x_title="iteration",
             y_title="|θ − θ*|",
-            log_y=True,
-        )
-        span = np.geomspace(1e-2, 10 * setup["distance"], 40)
-        lengths = []
-        for d in span:
-            theta = torch.tensor([target + d], dtype=prob.dtype)
-            step = curvature("ef", prob, theta).solve(prob.grad(theta), 0.0)
-            lengths.append(abs(float(step[0])))
-        out["EF step against distance"] = curves_figure(
+            log="y",
+        ),
+        "EF step against distance": plots.curves_figure(
             [
-                Curve(
+                plots.reference_curve(
                     "EF step |EF⁻¹g|",
                     span,
-                    lengths,
+                    measured["lengths"],
                     colors["empirical Fisher"],
-                    markers=False,
+                    "solid",
                 ),
-                Curve(
+                plots.reference_curve(
                     "natural-gradient step |F⁻¹g| = distance",
                     span,
                     span,
                     colors["natural gradient"],
-                    markers=False,
+                    "solid",
                 ),
-                Curve(
-                    "m₂ / (m₄ · distance)",
-                    span,
-                    (m2 / m4) / span,
-                    dash="dash",
-                    markers=False,
-                ),
+                plots.reference_curve("m₂ / (m₄ · distance)", span, measured["bound"]),
             ],
             title="Step length at each distance from θ*: the EF step shrinks like "
             "1/distance far away",
             x_title="distance |θ − θ*|",
             y_title="step length",
-            log_x=True,
-            log_y=True,
-        )
-    return Evidence(measurements, out)
+            log="xy",
+        ),
+    }
 
 
 # ------------------------------------------------------------ MC Fisher → F
-def mc_fisher(setup: Setup, figures: bool) -> Evidence:
-    """‖F̂_k − F‖_F / ‖F‖_F shrinks like 1/√k with k sampled targets per example."""
-    prob = problem(setup.problem, **setup.problem_options)
+@MC_FISHER.measures
+def measure_mc_fisher(setup: Setup) -> Measured:
+    """‖F̂_k − F‖_F / ‖F‖_F shrinks like 1/√k with k sampled targets per example.
+
+    Data: the sample counts ``samples``, the ``mean`` error over the seeds with its
+    min–max ``band``, and the 1/√k ``rate`` through the first point.
+    """
+    prob = setup.build_problem()
     exact = curvature("fisher", prob, prob.theta0).dense()
     samples = list(setup["samples"])
     errors = np.zeros((len(samples), len(setup["seeds"])))
@@ -408,24 +475,30 @@ def mc_fisher(setup: Setup, figures: bool) -> Evidence:
             meaning="With enough samples it is close to the exact Fisher.",
         ),
     )
-    out = {}
-    if figures:
-        reference = mean[0] * np.sqrt(samples[0] / np.asarray(samples, float))
-        out["error against samples"] = curves_figure(
+    rate = mean[0] * np.sqrt(samples[0] / np.asarray(samples, float))
+    band = (errors.min(1), errors.max(1))
+    data = {"samples": samples, "mean": mean, "band": band, "rate": rate}
+    return Measured(measurements, data)
+
+
+@MC_FISHER.draws
+def draw_mc_fisher(setup: Setup, measured: Measured) -> Figures:
+    samples = measured["samples"]
+    return {
+        "error against samples": plots.curves_figure(
             [
-                Curve(
+                plots.Curve(
                     "‖F̂ − F‖_F / ‖F‖_F (mean, min–max over seeds)",
                     samples,
-                    mean,
-                    curvature_color("fisher_mc"),
-                    band=(errors.min(1), errors.max(1)),
+                    measured["mean"],
+                    plots.curvature_color("fisher_mc"),
+                    band=measured["band"],
                 ),
-                Curve("∝ 1/√k", samples, reference, dash="dash", markers=False),
+                plots.reference_curve("∝ 1/√k", samples, measured["rate"]),
             ],
             title="The Monte Carlo Fisher converges to F",
             x_title="sampled targets per example k",
             y_title="relative Frobenius error",
-            log_x=True,
-            log_y=True,
+            log="xy",
         )
-    return Evidence(measurements, out)
+    }

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,24 +25,24 @@ import torch
 from torch import Tensor
 from torch.func import hessian, jacrev
 
-from explorer.history import History
-from explorer.optimizers.loop import execute
-from explorer.optimizers.rules import RULES
+from explorer.problems import likelihoods as lik
 from explorer.problems.base import Problem, problem_from_model
-from explorer.problems.likelihoods import (
-    BernoulliLoss,
-    CategoricalLoss,
-    GaussianLoss,
-    GaussianMeanScaleLoss,
-    GaussianTanhMeanLoss,
-    LossSpec,
-)
 from explorer.problems.models import init_uniform, mlp
-from explorer.runner import RunConfig, compare, run
-from explorer.ui.urlstate import Experiment
+from explorer.runs import (
+    Experiment,
+    History,
+    ProblemConfig,
+    RunConfig,
+    run,
+    run_configs,
+)
 
 #: Gauss–Hermite nodes per output dimension: exact for polynomials of degree ≤ 5.
 QUADRATURE_NODES = 3
+
+#: The two moons MLP several presets use: full size and small (CI) size.
+MOONS = {"hidden": (8,), "num_samples": 100}
+MOONS_SMALL = {"hidden": (4,), "num_samples": 40}
 
 
 # ------------------------------------------------------------------ matrices
@@ -81,30 +81,30 @@ def _gauss_hermite(dim: int, like: Tensor) -> tuple[Tensor, Tensor]:
     return points.to(like), mass.to(like)
 
 
-def _model_targets(loss: LossSpec, outputs: Tensor) -> list[tuple[Tensor, Tensor]]:
+def _model_targets(loss: lik.LossSpec, outputs: Tensor) -> list[tuple[Tensor, Tensor]]:
     """[(targets y_s, probability weight w_s (N,))]: the support of R(y | z)."""
     n, c = outputs.shape
-    if isinstance(loss, CategoricalLoss):
+    if isinstance(loss, lik.CategoricalLoss):
         p = torch.softmax(outputs, -1)
         return [
             (torch.full((n,), k, dtype=torch.long, device=outputs.device), p[:, k])
             for k in range(c)
         ]
-    if isinstance(loss, BernoulliLoss):
+    if isinstance(loss, lik.BernoulliLoss):
         p = torch.sigmoid(outputs)
         support = []
         for bits in itertools.product((0.0, 1.0), repeat=c):
             y = torch.tensor(bits).to(outputs).expand(n, c)
             support.append((y, torch.where(y > 0, p, 1 - p).prod(-1)))
         return support
-    if isinstance(loss, (GaussianLoss, GaussianTanhMeanLoss)):
-        mean = outputs if isinstance(loss, GaussianLoss) else torch.tanh(outputs)
+    if isinstance(loss, (lik.GaussianLoss, lik.GaussianTanhMeanLoss)):
+        mean = outputs if isinstance(loss, lik.GaussianLoss) else torch.tanh(outputs)
         points, mass = _gauss_hermite(c, outputs)
         return [
             (mean + loss.sigma * point, weight.expand(n))
             for point, weight in zip(points, mass)
         ]
-    if isinstance(loss, GaussianMeanScaleLoss):
+    if isinstance(loss, lik.GaussianMeanScaleLoss):
         mu, scale = outputs[:, :1], outputs[:, 1:]
         sigma = scale.exp() if loss.parameterization == "log_sigma" else scale
         points, mass = _gauss_hermite(1, outputs)
@@ -118,7 +118,7 @@ def _model_targets(loss: LossSpec, outputs: Tensor) -> list[tuple[Tensor, Tensor
     )
 
 
-def output_fisher_by_expectation(loss: LossSpec, outputs: Tensor) -> Tensor:
+def output_fisher_by_expectation(loss: lik.LossSpec, outputs: Tensor) -> Tensor:
     """E_{y ~ R(·|z)}[∇_z L ∇_z Lᵀ] (N, C, C) from scores at the support points."""
     total = torch.zeros(*outputs.shape, outputs.shape[1]).to(outputs)
     for targets, weight in _model_targets(loss, outputs):
@@ -157,6 +157,13 @@ def residual_term(problem: Problem, theta: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------- running
+def problem_on_cpu(key: str, options: Mapping[str, Any]) -> Problem:
+    """Problem ``key`` with ``options`` on the CPU in float64 (seed 0): the checks
+    compare float64 numbers to rounding, whatever the machine has.
+    """
+    return ProblemConfig(key, options, device="cpu").build()
+
+
 def on_cpu(config: RunConfig) -> RunConfig:
     """``config`` on the CPU: the checks compare float64 numbers to rounding, so they
     run where the other side of each comparison runs, whatever the machine has.
@@ -164,9 +171,11 @@ def on_cpu(config: RunConfig) -> RunConfig:
     return config.replace(device="cpu")
 
 
-def run_config(config: RunConfig) -> History:
-    """:func:`explorer.run` of ``config`` on the CPU."""
-    return run(on_cpu(config))
+def run_config(config: RunConfig, problem: Problem | None = None) -> History:
+    """:func:`explorer.run` of ``config`` on the CPU (on ``problem`` when the caller
+    built it from ``on_cpu(config).problem_config``).
+    """
+    return run(on_cpu(config), problem=problem)
 
 
 def run_experiment(experiment: Experiment) -> dict[str, History]:
@@ -174,23 +183,7 @@ def run_experiment(experiment: Experiment) -> dict[str, History]:
     on the CPU.
     """
     configs = [on_cpu(config) for config in experiment.run_configs()]
-    return compare(experiment.problem, configs)
-
-
-def run_on(
-    problem: Problem,
-    config: RunConfig,
-) -> History:
-    """Runs ``config``'s rule on a problem built outside the registry.
-
-    ``config.problem`` names the registered problem it derives from (its options
-    are not used); steps, seed, batch sizes and averaging are taken from it.
-    """
-    spec = RULES[config.rule]
-    reason = spec.incompatibility(problem, config.rule_options)
-    if reason is not None:
-        raise ValueError(f"rule {config.rule!r} cannot run here: {reason}")
-    return execute(config, problem, spec.create(config.rule_options))
+    return run_configs(configs)
 
 
 def fixed(lr: float, damping: float, **options: Any) -> dict[str, Any]:
@@ -236,6 +229,30 @@ def reparameterized(problem: Problem, matrix: Tensor, offset: Tensor) -> Problem
     )
 
 
+def _exact_problem(
+    model: torch.nn.Module,
+    key: str,
+    label: str,
+    loss: lik.LossSpec,
+    data: tuple[Tensor, Tensor],
+    **extra: Any,
+) -> Problem:
+    """A problem of ``model`` on (inputs, targets) ``data``, float64 on the CPU."""
+    inputs, targets = data
+    cpu = torch.device("cpu")
+    return problem_from_model(
+        model,
+        torch.float64,
+        cpu,
+        key=key,
+        label=label,
+        loss=loss,
+        inputs=inputs,
+        targets=targets,
+        **extra,
+    )
+
+
 def one_weight_regression(
     num_samples: int, theta_true: float, start: float, seed: int = 0
 ) -> Problem:
@@ -246,15 +263,12 @@ def one_weight_regression(
     model = mlp((1, 1), bias=False).double()
     with torch.no_grad():
         model[0].weight.fill_(start)
-    return problem_from_model(
+    return _exact_problem(
         model,
-        torch.float64,
-        torch.device("cpu"),
-        key="linreg_1d",
-        label="Linear regression with one weight",
-        loss=GaussianLoss(1),
-        inputs=x,
-        targets=theta_true * x + noise,
+        "linreg_1d",
+        "Linear regression with one weight",
+        lik.GaussianLoss(1),
+        (x, theta_true * x + noise),
         coordinate_names=("θ",),
     )
 
@@ -287,22 +301,14 @@ def student_mlp(
     model = mlp((inputs, *([width] * (depth - 1)), outputs)).double()
     init_uniform(model, generator)
     if loss == "gaussian":
-        spec: LossSpec = GaussianLoss(outputs)
+        spec: lik.LossSpec = lik.GaussianLoss(outputs)
         noise = torch.randn(z.shape, generator=generator, dtype=torch.float64)
         targets = z + 0.1 * noise
     else:
-        spec = CategoricalLoss(outputs)
+        spec = lik.CategoricalLoss(outputs)
         targets = z.argmax(1)
-    return problem_from_model(
-        model,
-        torch.float64,
-        torch.device("cpu"),
-        key=f"mlp_{loss}",
-        label=f"MLP with {depth} layer(s), {spec.label}",
-        loss=spec,
-        inputs=x,
-        targets=targets,
-    )
+    label = f"MLP with {depth} layer(s), {spec.label}"
+    return _exact_problem(model, f"mlp_{loss}", label, spec, (x, targets))
 
 
 def log_slope(xs: Sequence[float], ys: Sequence[float]) -> float:

@@ -10,21 +10,26 @@ Tikhonov damping breaks it. Gradient descent is invariant in neither.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import numpy as np
 import torch
 
-from explorer.history import History
+from explorer import plots
 from explorer.landscape import loss_grid
-from explorer.plots import contour_figure
-from explorer.plots.theme import rule_color
-from explorer.presets.base import Evidence, Measurement, Setup
-from explorer.presets.figures import REFERENCE_COLOR, Curve, curves_figure
-from explorer.presets.helpers import log_slope, reparameterized, run_config, run_on
-from explorer.problems.spec import problem
-from explorer.runner import RunConfig
-from explorer.ui.urlstate import Experiment
+from explorer.presets.base import Measured, Measurement, Setup, Study
+from explorer.presets.helpers import (
+    log_slope,
+    problem_on_cpu,
+    reparameterized,
+    run_config,
+)
+from explorer.runs import Experiment, History, RunConfig, run_on
+
+Figures = dict[str, plots.Figure]
+
+#: The studies of this module, one per preset: the figures each one draws.
+SMOOTH = Study("paths in (μ, σ)", "gap against step size")
+AFFINE = Study("paths in θ", "gap against damping")
 
 NAMES = {"natural_gradient": "natural gradient", "sgd": "gradient descent"}
 
@@ -63,8 +68,13 @@ def _lockstep(
     return _gap(first.trajectory, _in_sigma(second)), first, second
 
 
-def smooth_reparameterization(setup: Setup, figures: bool) -> Evidence:
-    """(μ, σ) versus (μ, log σ): the natural-gradient gap vanishes with the step."""
+@SMOOTH.measures
+def measure_smooth_reparameterization(setup: Setup) -> Measured:
+    """(μ, σ) versus (μ, log σ): the natural-gradient gap vanishes with the step.
+
+    Data: the loss ``grid`` in (μ, σ), the ``runs`` at the shown lr (both
+    coordinates, drawn in (μ, σ)), and each rule's ``gaps`` over the ``lrs``.
+    """
     sigma = _configs(setup.experiments["(μ, σ)"])
     log_sigma = _configs(setup.experiments["(μ, log σ)"])
     lrs = list(setup["lrs"])
@@ -105,42 +115,64 @@ def smooth_reparameterization(setup: Setup, figures: bool) -> Evidence:
             "flows as lr → 0.",
         ),
     )
-    out = {}
-    if figures:
-        prob = problem("gaussian_fit", **setup.experiments["(μ, σ)"].problem_options)
-        out["paths in (μ, σ)"] = contour_figure(
-            loss_grid(prob, resolution=setup["grid"]),
-            shown,
-            title=f"Runs in both coordinates, drawn in (μ, σ) (lr = "
-            f"{setup['shown_lr']:g}, {round(setup['time'] / setup['shown_lr'])} "
-            "steps)",
-        )
-        out["gap against step size"] = curves_figure(
+    prob = problem_on_cpu("gaussian_fit", setup.experiments["(μ, σ)"].problem_options)
+    data = {
+        "grid": loss_grid(prob, resolution=setup["grid"]),
+        "runs": shown,
+        "lrs": lrs,
+        "gaps": gaps,
+    }
+    return Measured(measurements, data)
+
+
+def _paths(measured: Measured, title: str) -> plots.Figure:
+    """The runs in both coordinates, drawn in the first, on its loss landscape."""
+    return plots.contour_figure(measured["grid"], measured["runs"], title=title)
+
+
+@SMOOTH.draws
+def draw_smooth_reparameterization(setup: Setup, measured: Measured) -> Figures:
+    lr = setup["shown_lr"]
+    steps = round(setup["time"] / lr)
+    return {
+        "paths in (μ, σ)": _paths(
+            measured,
+            f"Runs in both coordinates, drawn in (μ, σ) (lr = {lr:g}, {steps} steps)",
+        ),
+        "gap against step size": plots.curves_figure(
             [
-                Curve(NAMES[rule], lrs, values, rule_color(rule))
-                for rule, values in gaps.items()
+                plots.Curve(
+                    NAMES[rule], measured["lrs"], values, plots.rule_color(rule)
+                )
+                for rule, values in measured["gaps"].items()
             ],
             title="Invariance gap max_t ‖θ_t(σ) − θ_t(log σ)‖ at fixed lr × steps",
             x_title="step size lr",
             y_title="gap in (μ, σ)",
-            log_x=True,
-            log_y=True,
-        )
-    return Evidence(measurements, out)
+            log="xy",
+        ),
+    }
 
 
-def affine_reparameterization(setup: Setup, figures: bool) -> Evidence:
-    """θ = Aφ + b: exact invariance of undamped natural gradient, not of GD."""
+@AFFINE.measures
+def measure_affine_reparameterization(setup: Setup) -> Measured:
+    """θ = Aφ + b: exact invariance of undamped natural gradient, not of GD.
+
+    Data: the loss ``grid`` in θ, the ``runs`` in θ and in φ (mapped to θ), and the
+    gaps over the ``dampings``: ``damped``, ``undamped`` and ``gradient descent``.
+    """
+    prob = setup.build_problem()
     experiment = setup.experiment
-    prob = problem(experiment.problem, **experiment.problem_options)
     matrix = torch.tensor(setup["matrix"], dtype=torch.float64)
     offset = torch.tensor(setup["offset"], dtype=torch.float64)
     moved = reparameterized(prob, matrix, offset)
     configs = _configs(experiment)
 
     def pair(config: RunConfig) -> tuple[float, History, torch.Tensor]:
-        direct = run_config(config)
-        other = run_on(moved, config)
+        direct = run_config(config, prob)
+        other = run_on(
+            moved, config.rule, config.resolved_rule_options, config.settings
+        )
         mapped = other.trajectory @ matrix.T + offset
         return _gap(direct.trajectory, mapped, relative=True), direct, mapped
 
@@ -175,48 +207,53 @@ def affine_reparameterization(setup: Setup, figures: bool) -> Evidence:
             meaning="…and Tikhonov damping breaks the exact invariance.",
         ),
     )
-    out = {}
-    if figures:
-        runs: Mapping[str, object] = {
-            "natural gradient in θ": ng_run,
-            "natural gradient in φ, mapped": _mapped(ng_run, ng_mapped, "NG φ"),
-            "gradient descent in θ": gd_run,
-            "gradient descent in φ, mapped": _mapped(gd_run, gd_mapped, "GD φ"),
-        }
-        out["paths in θ"] = contour_figure(
-            loss_grid(prob, resolution=setup["grid"]),
-            runs,
-            title="Runs in θ and in φ (θ = Aφ + b), drawn in θ",
-        )
-        out["gap against damping"] = curves_figure(
+    runs = {
+        "natural gradient in θ": ng_run,
+        "natural gradient in φ, mapped": _mapped(ng_run, ng_mapped, "NG φ"),
+        "gradient descent in θ": gd_run,
+        "gradient descent in φ, mapped": _mapped(gd_run, gd_mapped, "GD φ"),
+    }
+    constant = np.ones(len(dampings))
+    data = {
+        "grid": loss_grid(prob, resolution=setup["grid"]),
+        "runs": runs,
+        "dampings": dampings,
+        "damped": damped,
+        "undamped": constant * max(ng_gap, 1e-17),
+        "gradient descent": constant * gd_gap,
+    }
+    return Measured(measurements, data)
+
+
+@AFFINE.draws
+def draw_affine_reparameterization(setup: Setup, measured: Measured) -> Figures:
+    dampings = measured["dampings"]
+    return {
+        "paths in θ": _paths(measured, "Runs in θ and in φ (θ = Aφ + b), drawn in θ"),
+        "gap against damping": plots.curves_figure(
             [
-                Curve(
+                plots.Curve(
                     "natural gradient",
                     dampings,
-                    damped,
-                    rule_color("natural_gradient"),
+                    measured["damped"],
+                    plots.rule_color("natural_gradient"),
                 ),
-                Curve(
+                plots.reference_curve(
                     "natural gradient, λ = 0",
                     dampings,
-                    np.full(len(dampings), max(ng_gap, 1e-17)),
-                    REFERENCE_COLOR,
+                    measured["undamped"],
                     dash="dot",
-                    markers=False,
                 ),
-                Curve(
+                plots.reference_curve(
                     "gradient descent",
                     dampings,
-                    np.full(len(dampings), gd_gap),
-                    rule_color("sgd"),
-                    dash="dash",
-                    markers=False,
+                    measured["gradient descent"],
+                    plots.rule_color("sgd"),
                 ),
             ],
             title="Gap between the two coordinates' paths",
             x_title="damping λ",
             y_title="max_t ‖θ_t − (Aφ_t + b)‖ / max_t ‖θ_t − θ₀‖",
-            log_x=True,
-            log_y=True,
-        )
-    return Evidence(measurements, out)
+            log="xy",
+        ),
+    }

@@ -1,38 +1,43 @@
 """Checks about curvature matrices at a point: C1, C2, C7 and the quadratic models.
 
-Each function is a preset's ``compute``: ``(setup, figures) -> Evidence``. The
-numbers are measured on the library's operators and compared with independent
-routes (:mod:`explorer.presets.helpers`) or with closed forms.
+Each claim is a :class:`~explorer.presets.base.Study`: a ``measure_*`` (``setup ->
+Measured``) and a ``draw_*`` (``(setup, measured) -> {name: figure}``). The numbers
+are measured on the library's operators and compared with independent routes
+(:mod:`explorer.presets.helpers`) or with closed forms.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
+from explorer import plots
 from explorer.curvature import curvature
 from explorer.landscape import loss_grid, quadratic_models
-from explorer.plots import (
-    contour_figure,
-    loss_figure,
-    matrices_figure,
-    spectrum_figure,
-)
-from explorer.plots.theme import curvature_color
-from explorer.presets.base import Evidence, Measurement, Setup
-from explorer.presets.figures import Curve, curves_figure
+from explorer.presets.base import Measured, Measurement, Setup, Study
 from explorer.presets.helpers import (
     fisher_by_expectation,
     log_slope,
     max_relative_difference,
+    problem_on_cpu,
     relative_error,
     residual_term,
     run_experiment,
     student_mlp,
 )
-from explorer.problems.spec import problem
 from explorer.spectra import approximation_quality, eigenvalues
+
+Figures = dict[str, plots.Figure]
+
+#: The studies of this module, one per preset: the figures each one draws.
+FISHER_EQUALS_GGN = Study(
+    "F and G, matching", "F and G, non-matching", "natural gradient vs Gauss-Newton"
+)
+HESSIAN_GGN_RESIDUAL = Study("spectra of H and G", "H, G and the residual")
+INTERPOLATION = Study("‖H − G‖ along the way to θ*", "spectra at θ₀ and θ*")
+QUADRATIC_MODELS = Study("models on the landscape", "slice along v_min")
+KFAC_EXACT = Study("K-FAC and F", "K − F")
+KFAC_DEPTH = Study("error against depth", "step cosine against depth")
 
 
 def _dense(key: str, prob, theta, **options) -> torch.Tensor:
@@ -40,22 +45,27 @@ def _dense(key: str, prob, theta, **options) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------- C1
-def fisher_equals_ggn(setup: Setup, figures: bool) -> Evidence:
-    """C1: F (an expectation over the model's y) = G for matching losses only."""
-    matching, shown = [], {}
-    for label, (key, options) in setup["matching"].items():
-        prob = problem(key, **options)
-        f = fisher_by_expectation(prob, prob.theta0)
-        g = _dense("ggn", prob, prob.theta0)
-        matching.append(max_relative_difference(f, g))
-        shown[label] = (f, g)
-    differing, pairs = [], {}
-    for label, (key, options) in setup["non_matching"].items():
-        prob = problem(key, **options)
-        f = fisher_by_expectation(prob, prob.theta0)
-        g = _dense("ggn", prob, prob.theta0)
-        differing.append(relative_error(f, g))
-        pairs[label] = (f, g)
+def _fisher_and_ggn(cases) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{label: (F by expectation, G)}`` at θ₀ of each ``(key, options)`` case."""
+    pairs = {}
+    for label, (key, options) in cases.items():
+        prob = problem_on_cpu(key, options)
+        pairs[label] = (
+            fisher_by_expectation(prob, prob.theta0),
+            _dense("ggn", prob, prob.theta0),
+        )
+    return pairs
+
+
+@FISHER_EQUALS_GGN.measures
+def measure_fisher_equals_ggn(setup: Setup) -> Measured:
+    """C1: F (an expectation over the model's y) = G for matching losses only.
+
+    Data: the F and G shown for one ``matching`` and one ``non_matching`` likelihood
+    (label, matrices) and the two ``runs``.
+    """
+    matching = _fisher_and_ggn(setup["matching"])
+    differing = _fisher_and_ggn(setup["non_matching"])
     runs = run_experiment(setup.experiment)
     first, second = (run.trajectory for run in runs.values())
     steps = min(len(first), len(second))
@@ -63,13 +73,13 @@ def fisher_equals_ggn(setup: Setup, figures: bool) -> Evidence:
     measurements = (
         Measurement(
             "max |F − G| / max |G| (Gaussian, Bernoulli, categorical)",
-            max(matching),
+            max(max_relative_difference(f, g) for f, g in matching.values()),
             high=1e-12,
             meaning="For matching likelihoods the Fisher equals the GGN to rounding.",
         ),
         Measurement(
             "‖F − G‖_F / ‖G‖_F (non-matching)",
-            min(differing),
+            min(relative_error(f, g) for f, g in differing.values()),
             low=1e-2,
             meaning="For a non-matching likelihood they differ.",
         ),
@@ -80,30 +90,49 @@ def fisher_equals_ggn(setup: Setup, figures: bool) -> Evidence:
             meaning="So natural gradient and Gauss-Newton runs coincide.",
         ),
     )
-    out = {}
-    if figures:
-        label, (f, g) = next(reversed(shown.items()))
-        out["F and G, matching"] = matrices_figure(
+    label, (f, g) = next(reversed(matching.items()))
+    other, (f_other, g_other) = next(iter(differing.items()))
+    shown = {
+        "matching": (
+            label,
             {"F (expectation over the model's y)": f, "G (GGN)": g, "F − G": f - g},
-            title=f"Fisher and GGN for {label}: identical",
-        )
-        label, (f, g) = next(iter(pairs.items()))
-        out["F and G, non-matching"] = matrices_figure(
-            {"F": f, "G": g, "F − G": f - g},
-            title=f"Fisher and GGN for {label}: they differ",
-        )
-        out["natural gradient vs Gauss-Newton"] = loss_figure(
-            runs,
+        ),
+        "non_matching": (
+            other,
+            {"F": f_other, "G": g_other, "F − G": f_other - g_other},
+        ),
+        "runs": runs,
+    }
+    return Measured(measurements, shown)
+
+
+@FISHER_EQUALS_GGN.draws
+def draw_fisher_equals_ggn(setup: Setup, measured: Measured) -> Figures:
+    label, same = measured["matching"]
+    other, different = measured["non_matching"]
+    return {
+        "F and G, matching": plots.matrices_figure(
+            same, title=f"Fisher and GGN for {label}: identical"
+        ),
+        "F and G, non-matching": plots.matrices_figure(
+            different, title=f"Fisher and GGN for {other}: they differ"
+        ),
+        "natural gradient vs Gauss-Newton": plots.loss_figure(
+            measured["runs"],
             metrics=("loss",),
             title="Natural gradient and Gauss-Newton: one curve (matching loss)",
-        )
-    return Evidence(measurements, out)
+        ),
+    }
 
 
 # ------------------------------------------------------------------------- C2
-def hessian_ggn_residual(setup: Setup, figures: bool) -> Evidence:
-    """C2: H = G + residual; G PSD where H has negative eigenvalues."""
-    prob = problem(setup.problem, **setup.problem_options)
+@HESSIAN_GGN_RESIDUAL.measures
+def measure_hessian_ggn_residual(setup: Setup) -> Measured:
+    """C2: H = G + residual; G PSD where H has negative eigenvalues.
+
+    Data: the ``matrices`` H, G and R and the ``spectra`` of H and G.
+    """
+    prob = setup.build_problem()
     theta = prob.theta0
     h = _dense("hessian", prob, theta)
     g = _dense("ggn", prob, theta)
@@ -129,22 +158,32 @@ def hessian_ggn_residual(setup: Setup, figures: bool) -> Evidence:
             meaning="…at a point where the Hessian has negative eigenvalues.",
         ),
     )
-    out = {}
-    if figures:
-        out["spectra of H and G"] = spectrum_figure(
-            {"hessian": h_values, "ggn": g_values},
+    matrices = {"H (Hessian)": h, "G (GGN)": g, "R (residual term)": r}
+    spectra = {"hessian": h_values, "ggn": g_values}
+    return Measured(measurements, {"matrices": matrices, "spectra": spectra})
+
+
+@HESSIAN_GGN_RESIDUAL.draws
+def draw_hessian_ggn_residual(setup: Setup, measured: Measured) -> Figures:
+    return {
+        "spectra of H and G": plots.spectrum_figure(
+            measured["spectra"],
             title="Eigenvalues: H has negative ones (open diamonds), G none",
-        )
-        out["H, G and the residual"] = matrices_figure(
-            {"H (Hessian)": h, "G (GGN)": g, "R (residual term)": r},
-            title="H = G + R",
-        )
-    return Evidence(measurements, out)
+        ),
+        "H, G and the residual": plots.matrices_figure(
+            measured["matrices"], title="H = G + R"
+        ),
+    }
 
 
-def interpolation(setup: Setup, figures: bool) -> Evidence:
-    """C2: at an interpolating solution (zero residuals) H = G."""
-    prob = problem(setup.problem, **setup.problem_options)
+@INTERPOLATION.measures
+def measure_interpolation(setup: Setup) -> Measured:
+    """C2: at an interpolating solution (zero residuals) H = G.
+
+    Data: along the segment from θ₀ to θ*, the ``distances`` to θ*, the ``gaps``
+    ‖H − G‖_F / ‖G‖_F and the ``losses``; the ``spectra`` at both ends.
+    """
+    prob = setup.build_problem()
     solution = torch.tensor(setup["solution"], dtype=prob.dtype)
     fractions = [*np.geomspace(1.0, 1e-6, setup["points"]), 0.0]
     distances, gaps, losses, spectra = [], [], [], {}
@@ -181,21 +220,29 @@ def interpolation(setup: Setup, figures: bool) -> Evidence:
             "distance to θ*.",
         ),
     )
-    out = {}
-    if figures:
-        out["‖H − G‖ along the way to θ*"] = curves_figure(
+    data = {"distances": distances, "gaps": gaps, "losses": losses, "spectra": spectra}
+    return Measured(measurements, data)
+
+
+@INTERPOLATION.draws
+def draw_interpolation(setup: Setup, measured: Measured) -> Figures:
+    distances, gaps, losses = (measured[k] for k in ("distances", "gaps", "losses"))
+    spectra = measured["spectra"]
+    keys = {name: "hessian" if name[0] == "H" else "ggn" for name in spectra}
+    return {
+        "‖H − G‖ along the way to θ*": plots.curves_figure(
             [
-                Curve(
+                plots.Curve(
                     "‖H − G‖_F / ‖G‖_F",
                     distances[:-1],
                     gaps[:-1],
-                    curvature_color("hessian"),
+                    plots.curvature_color("hessian"),
                 ),
-                Curve(
+                plots.Curve(
                     "loss h",
                     distances[:-1],
                     losses[:-1],
-                    curvature_color("ggn"),
+                    plots.curvature_color("ggn"),
                     dash="dot",
                 ),
             ],
@@ -205,23 +252,26 @@ def interpolation(setup: Setup, figures: bool) -> Evidence:
             ),
             x_title="‖θ − θ*‖ along the segment from θ₀",
             y_title="relative difference; loss",
-            log_x=True,
-            log_y=True,
-        )
-        keys = {name: "hessian" if name[0] == "H" else "ggn" for name in spectra}
-        out["spectra at θ₀ and θ*"] = spectrum_figure(
+            log="xy",
+        ),
+        "spectra at θ₀ and θ*": plots.spectrum_figure(
             spectra,
             scale="linear",
             keys=keys,
             title="Eigenvalues of H and G: different at θ₀, identical at θ*",
-        )
-    return Evidence(measurements, out)
+        ),
+    }
 
 
 # ------------------------------------------------------------- quadratic models
-def quadratic_model_bounds(setup: Setup, figures: bool) -> Evidence:
-    """The G model is bounded below (≥ 0 for least squares), the H model is not."""
-    prob = problem(setup.problem, **setup.problem_options)
+@QUADRATIC_MODELS.measures
+def measure_quadratic_model_bounds(setup: Setup) -> Measured:
+    """The G model is bounded below (≥ 0 for least squares), the H model is not.
+
+    Data: the loss ``grid``, the two ``models`` built at ``theta``, and the loss and
+    the models along H's most negative eigenvector (``slice``).
+    """
+    prob = setup.build_problem()
     theta = torch.tensor(setup["point"], dtype=prob.dtype)
     models = quadratic_models(prob, theta, ("hessian", "ggn"))
     hess, ggn = models["hessian"], models["ggn"]
@@ -250,55 +300,52 @@ def quadratic_model_bounds(setup: Setup, figures: bool) -> Evidence:
             meaning="The GGN model is the linearized least-squares loss: never below 0.",
         ),
     )
-    out = {}
-    if figures:
-        grid = loss_grid(prob, resolution=setup["resolution"])
-        figure = contour_figure(
-            grid,
-            models=models,
+    ts = np.linspace(-distance, distance, 81)
+    points = theta.double().unsqueeze(0) + torch.tensor(ts).unsqueeze(
+        1
+    ) * direction.unsqueeze(0)
+    with torch.no_grad():
+        true = [float(prob.objective(p.to(prob.dtype))) for p in points]
+    data = {
+        "grid": loss_grid(prob, resolution=setup["resolution"]),
+        "models": models,
+        "theta": theta.tolist(),
+        "slice": {
+            "ts": ts,
+            "loss h": true,
+            "hessian": hess.evaluate(points).tolist(),
+            "ggn": ggn.evaluate(points).tolist(),
+        },
+    }
+    return Measured(measurements, data)
+
+
+@QUADRATIC_MODELS.draws
+def draw_quadratic_model_bounds(setup: Setup, measured: Measured) -> Figures:
+    line = measured["slice"]
+    ts = line["ts"]
+    return {
+        "models on the landscape": plots.contour_figure(
+            measured["grid"],
+            models=measured["models"],
+            points={"θ (where both models are built)": measured["theta"]},
             title="Quadratic models at θ: G an ellipse, H a saddle (hyperbola)",
-        )
-        figure.add_trace(
-            go.Scatter(
-                x=[float(theta[0])],
-                y=[float(theta[1])],
-                mode="markers",
-                name="θ (where both models are built)",
-                marker={"symbol": "circle", "size": 11, "color": "#111111"},
-            )
-        )
-        out["models on the landscape"] = figure
-        ts = np.linspace(-distance, distance, 81)
-        points = theta.double().unsqueeze(0) + torch.tensor(ts).unsqueeze(
-            1
-        ) * direction.unsqueeze(0)
-        with torch.no_grad():
-            true = [float(prob.objective(p.to(prob.dtype))) for p in points]
-        out["slice along v_min"] = curves_figure(
+        ),
+        "slice along v_min": plots.curves_figure(
             [
-                Curve("loss h", ts, true, "#333333", markers=False),
-                Curve(
-                    "model of H",
-                    ts,
-                    hess.evaluate(points).tolist(),
-                    curvature_color("hessian"),
-                    dash="dash",
-                    markers=False,
-                ),
-                Curve(
-                    "model of G",
-                    ts,
-                    ggn.evaluate(points).tolist(),
-                    curvature_color("ggn"),
-                    dash="dash",
-                    markers=False,
+                plots.reference_curve("loss h", ts, line["loss h"], "#333333", "solid"),
+                *(
+                    plots.reference_curve(
+                        f"model of {name}", ts, line[key], plots.curvature_color(key)
+                    )
+                    for key, name in (("hessian", "H"), ("ggn", "G"))
                 ),
             ],
             title="Along H's most negative eigenvector v_min",
             x_title="t in θ + t·v_min",
             y_title="value",
-        )
-    return Evidence(measurements, out)
+        ),
+    }
 
 
 # ------------------------------------------------------------------------- C7
@@ -309,8 +356,13 @@ def _kfac_quality(prob, damping: float):
     return kfac, fisher, approximation_quality(kfac, fisher, damping=damping)
 
 
-def kfac_exact(setup: Setup, figures: bool) -> Evidence:
-    """C7: K-FAC = F for one linear layer with a Gaussian output; not otherwise."""
+@KFAC_EXACT.measures
+def measure_kfac_exact(setup: Setup) -> Measured:
+    """C7: K-FAC = F for one linear layer with a Gaussian output; not otherwise.
+
+    Data: K-FAC and F for the ``gaussian`` output, and K − F for both outputs
+    (``differences``).
+    """
     options = dict(setup["network"])
     results = {}
     for loss in ("gaussian", "categorical"):
@@ -338,23 +390,33 @@ def kfac_exact(setup: Setup, figures: bool) -> Evidence:
             "not exact.",
         ),
     )
-    out = {}
-    if figures:
-        diffs = {
-            f"K − F ({loss})": kfac.dense() - fisher.dense()
-            for loss, (kfac, fisher, _) in results.items()
-        }
-        kfac, fisher, _ = results["gaussian"]
-        out["K-FAC and F"] = matrices_figure(
-            {"K-FAC (Gaussian)": kfac.dense(), "F (Gaussian)": fisher.dense()},
-            title="One linear layer, Gaussian output: K-FAC = F",
-        )
-        out["K − F"] = matrices_figure(diffs, title="K-FAC minus Fisher, same scale")
-    return Evidence(measurements, out)
+    dense = {loss: (k.dense(), f.dense()) for loss, (k, f, _) in results.items()}
+    kfac, fisher = dense["gaussian"]
+    data = {
+        "gaussian": {"K-FAC (Gaussian)": kfac, "F (Gaussian)": fisher},
+        "differences": {f"K − F ({loss})": k - f for loss, (k, f) in dense.items()},
+    }
+    return Measured(measurements, data)
 
 
-def kfac_depth(setup: Setup, figures: bool) -> Evidence:
-    """C7: K-FAC's error and step cosine against F as the network gets deeper."""
+@KFAC_EXACT.draws
+def draw_kfac_exact(setup: Setup, measured: Measured) -> Figures:
+    return {
+        "K-FAC and F": plots.matrices_figure(
+            measured["gaussian"], title="One linear layer, Gaussian output: K-FAC = F"
+        ),
+        "K − F": plots.matrices_figure(
+            measured["differences"], title="K-FAC minus Fisher, same scale"
+        ),
+    }
+
+
+@KFAC_DEPTH.measures
+def measure_kfac_depth(setup: Setup) -> Measured:
+    """C7: K-FAC's error and step cosine against F as the network gets deeper.
+
+    Data: the ``depths`` and, per output, the ``table`` of errors and cosines.
+    """
     depths = list(setup["depths"])
     table: dict[str, dict[str, list[float]]] = {}
     for loss in ("gaussian", "categorical"):
@@ -393,27 +455,38 @@ def kfac_depth(setup: Setup, figures: bool) -> Evidence:
             "gradient's.",
         ),
     )
-    out = {}
-    if figures:
-        names = {"gaussian": "Gaussian output", "categorical": "cross-entropy"}
-        dashes = {"gaussian": "solid", "categorical": "dash"}
-        color = curvature_color("kfac")
-        out["error against depth"] = curves_figure(
-            [
-                Curve(names[k], depths, v["error"], color, dashes[k])
-                for k, v in table.items()
-            ],
+    return Measured(measurements, {"depths": depths, "table": table})
+
+
+#: The two outputs of the depth study: loss -> (legend name, dash).
+_OUTPUTS = {
+    "gaussian": ("Gaussian output", "solid"),
+    "categorical": ("cross-entropy", "dash"),
+}
+
+
+@KFAC_DEPTH.draws
+def draw_kfac_depth(setup: Setup, measured: Measured) -> Figures:
+    depths, table = measured["depths"], measured["table"]
+    color = plots.curvature_color("kfac")
+
+    def lines(column: str) -> list[plots.Curve]:
+        return [
+            plots.Curve(name, depths, table[loss][column], color, dash)
+            for loss, (name, dash) in _OUTPUTS.items()
+        ]
+
+    return {
+        "error against depth": plots.curves_figure(
+            lines("error"),
             title="K-FAC against the exact Fisher: ‖K − F‖_F / ‖F‖_F",
             x_title="number of linear layers",
             y_title="relative Frobenius error",
-        )
-        out["step cosine against depth"] = curves_figure(
-            [
-                Curve(names[k], depths, v["cosine"], color, dashes[k])
-                for k, v in table.items()
-            ],
+        ),
+        "step cosine against depth": plots.curves_figure(
+            lines("cosine"),
             title=f"cos∠((K + λI)⁻¹g, (F + λI)⁻¹g), λ = {setup['damping']:g}",
             x_title="number of linear layers",
             y_title="cosine",
-        )
-    return Evidence(measurements, out)
+        ),
+    }

@@ -1,9 +1,10 @@
 """``PRESETS``: every claim of THEORY.md §5 as data (texts, configuration, sizes).
 
 The presets themselves are declared in the three ``catalog_*`` modules (curvature
-matrices, the empirical Fisher, optimizer runs); each names the function that
-computes its evidence, everything else is data, so the tour page, the tests and a
-notebook read the same configuration. Sizes: ``"small"`` runs each check in a few
+matrices, the empirical Fisher, optimizer runs): their texts as Markdown, then one
+:meth:`~explorer.presets.base.Catalog.add` each with the study it runs (``measure``
+and ``draw``, from the computation modules) and its configuration, so the tour page,
+the tests and a notebook read the same data. Sizes: ``"small"`` runs each check in a few
 seconds on 2 CPU cores (CI runs all of them), ``"full"`` is the page's default.
 """
 

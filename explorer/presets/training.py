@@ -6,26 +6,35 @@ from dataclasses import replace
 
 import numpy as np
 
+from explorer import plots
 from explorer.curvature import curvature
-from explorer.plots import hyperparameter_figure, loss_figure
-from explorer.plots.theme import rule_color
-from explorer.presets.base import Evidence, Measurement, Setup
-from explorer.presets.figures import REFERENCE_COLOR, Curve, curves_figure
-from explorer.presets.helpers import fixed, log_slope, run_experiment
-from explorer.problems.spec import problem
+from explorer.presets.base import Measured, Measurement, Setup, Study
+from explorer.presets.helpers import fixed, log_slope, problem_on_cpu, run_experiment
+from explorer.runs import Experiment, History, RuleChoice
 from explorer.spectra import eigenvalues
-from explorer.ui.urlstate import Experiment, RuleChoice
+
+Figures = dict[str, plots.Figure]
+
+#: The studies of this module, one per preset: the figures each one draws.
+LEVENBERG_MARQUARDT = Study("loss", "ρ, λ and α")
+LARGE_DAMPING = Study("loss at the largest λ", "difference against λ")
+FISHER_EFFICIENCY = Study("excess loss against samples")
+SMALL_BUDGET = Study("excess loss per iteration")
 
 
-def _losses(history) -> np.ndarray:
-    return history.to_frame()["loss"].to_numpy(float)
+def _column(history: History, name: str) -> np.ndarray:
+    return history.to_frame()[name].to_numpy(float)
 
 
 # ------------------------------------------------------------------------- C5
-def levenberg_marquardt(setup: Setup, figures: bool) -> Evidence:
-    """Undamped steps blow up, heavily damped ones stall, LM-adapted λ recovers."""
+@LEVENBERG_MARQUARDT.measures
+def measure_levenberg_marquardt(setup: Setup) -> Measured:
+    """Undamped steps blow up, heavily damped ones stall, LM-adapted λ recovers.
+
+    Data: the three ``runs``.
+    """
     runs = run_experiment(setup.experiment)
-    losses = {label: _losses(history) for label, history in runs.items()}
+    losses = {label: _column(history, "loss") for label, history in runs.items()}
     first = next(iter(losses.values()))[0]
     undamped, stiff, adaptive = losses.values()  # the experiment's order
     measurements = (
@@ -48,21 +57,30 @@ def levenberg_marquardt(setup: Setup, figures: bool) -> Evidence:
             meaning="…adapting λ from the reduction ratio ρ recovers.",
         ),
     )
-    out = {}
-    if figures:
-        out["loss"] = loss_figure(
+    return Measured(measurements, {"runs": runs})
+
+
+@LEVENBERG_MARQUARDT.draws
+def draw_levenberg_marquardt(setup: Setup, measured: Measured) -> Figures:
+    runs = measured["runs"]
+    return {
+        "loss": plots.loss_figure(
             runs, metrics=("loss",), title="Gauss-Newton with three damping choices"
-        )
-        out["ρ, λ and α"] = hyperparameter_figure(
+        ),
+        "ρ, λ and α": plots.hyperparameter_figure(
             runs, title="ρ outside [¼, ¾] makes LM change λ"
-        )
-    return Evidence(measurements, out)
+        ),
+    }
 
 
-def large_damping(setup: Setup, figures: bool) -> Evidence:
+@LARGE_DAMPING.measures
+def measure_large_damping(setup: Setup) -> Measured:
     """λ → ∞ with lr = λ·η: the natural-gradient step becomes η·g (gradient descent).
 
     (F + λI)⁻¹ λ = I − F/λ + O(λ⁻²), so the paths differ by O(‖F‖/λ).
+
+    Data: the ``runs`` at the largest λ, the path ``differences`` over the
+    ``dampings`` and the first-order ``bound`` ‖F(θ₀)‖₂/λ.
     """
     base = setup.experiment
     eta = base.rules[0].options["lr"]
@@ -82,7 +100,7 @@ def large_damping(setup: Setup, figures: bool) -> Evidence:
         moved = float((gd - gd[0]).norm(dim=1).max())
         differences.append(float((gd - ng).norm(dim=1).max()) / moved)
         shown = runs
-    prob = problem(base.problem, **base.problem_options)
+    prob = problem_on_cpu(base.problem, base.problem_options)
     norm = float(eigenvalues(curvature("fisher", prob, prob.theta0).dense())[-1])
     measurements = (
         Measurement(
@@ -99,63 +117,78 @@ def large_damping(setup: Setup, figures: bool) -> Evidence:
             meaning="…within the first-order bound ‖F‖/λ.",
         ),
     )
-    out = {}
-    if figures:
-        out["loss at the largest λ"] = loss_figure(
-            shown,
+    data = {
+        "runs": shown,
+        "dampings": dampings,
+        "differences": differences,
+        "bound": norm / np.asarray(dampings),
+    }
+    return Measured(measurements, data)
+
+
+@LARGE_DAMPING.draws
+def draw_large_damping(setup: Setup, measured: Measured) -> Figures:
+    dampings, differences = measured["dampings"], measured["differences"]
+    return {
+        "loss at the largest λ": plots.loss_figure(
+            measured["runs"],
             metrics=("loss",),
             title=f"Gradient descent and natural gradient with λ = {dampings[-1]:g}",
-        )
-        out["difference against λ"] = curves_figure(
+        ),
+        "difference against λ": plots.curves_figure(
             [
-                Curve(
+                plots.Curve(
                     "max_t ‖θ_NG − θ_GD‖ / max_t ‖θ_GD − θ₀‖",
                     dampings,
                     differences,
-                    rule_color("natural_gradient"),
+                    plots.rule_color("natural_gradient"),
                 ),
-                Curve(
-                    "‖F(θ₀)‖₂ / λ",
-                    dampings,
-                    norm / np.asarray(dampings),
-                    REFERENCE_COLOR,
-                    dash="dash",
-                    markers=False,
-                ),
+                plots.reference_curve("‖F(θ₀)‖₂ / λ", dampings, measured["bound"]),
             ],
             title="λ → ∞: natural gradient with lr = λη is gradient descent with lr η",
             x_title="damping λ",
             y_title="relative difference of the paths",
-            log_x=True,
-            log_y=True,
-        )
-    return Evidence(measurements, out)
+            log="xy",
+        ),
+    }
 
 
 # ------------------------------------------------------------------------- C6
-def _seeded(experiment: Experiment, seed: int) -> Experiment:
-    return replace(
-        experiment, run_options={**dict(experiment.run_options), "seed": seed}
-    )
+def _over_seeds(experiment: Experiment, seeds) -> dict[str, list[History]]:
+    """``{label: [History per seed]}``: the experiment run once per seed."""
+    runs: dict[str, list[History]] = {}
+    for seed in seeds:
+        seeded = replace(
+            experiment, run_options={**dict(experiment.run_options), "seed": seed}
+        )
+        for label, history in run_experiment(seeded).items():
+            runs.setdefault(label, []).append(history)
+    return runs
 
 
-def fisher_efficiency(setup: Setup, figures: bool) -> Evidence:
-    """Averaged SGD and averaged natural gradient reach excess loss ≈ P/(2k)."""
+@FISHER_EFFICIENCY.measures
+def measure_fisher_efficiency(setup: Setup) -> Measured:
+    """Averaged SGD and averaged natural gradient reach excess loss ≈ P/(2k).
+
+    Data: the samples seen ``k``, each rule's ``averaged`` excess loss (rule, mean,
+    min–max band over seeds), the ``last`` SGD iterate's, the ``bound`` P/(2k), and
+    ``params`` P and ``batch`` for the title.
+    """
     experiment = setup.experiment
     batch = int(experiment.run_options["batch_size"])
     params = int(experiment.problem_options["dim"])
-    averaged: dict[str, list[np.ndarray]] = {}
+    averaged: dict[str, np.ndarray] = {}
     last: list[np.ndarray] = []
-    for seed in setup["seeds"]:
-        for label, history in run_experiment(_seeded(experiment, seed)).items():
+    for label, histories in _over_seeds(experiment, setup["seeds"]).items():
+        rows = []
+        for history in histories:
             frame = history.to_frame()
             best = frame["loss"] - frame["excess_loss"]
-            averaged.setdefault(label, []).append(
-                (frame["averaged_loss"] - best).to_numpy(float)
-            )
+            rows.append((frame["averaged_loss"] - best).to_numpy(float))
             if history.rule == "sgd":
                 last.append(frame["excess_loss"].to_numpy(float))
             samples = frame["step"].to_numpy(float) * batch
+        averaged[label] = np.asarray(rows)
     keep = samples > 0
     k = samples[keep]
     bound = params / (2 * k)
@@ -165,20 +198,23 @@ def fisher_efficiency(setup: Setup, figures: bool) -> Evidence:
     }
     sgd_label, ng_label = list(averaged)
     plain = float(np.mean(last, 0)[keep][-1] / bound[-1])
-    measurements = (
-        Measurement(
-            f"{sgd_label}: k·excess / (P/2) at k = {int(k[-1])}",
-            float(ratios[sgd_label]),
-            low=0.4,
-            high=2.5,
-            meaning="Averaged constant-step SGD reaches the Fisher-efficient P/(2k)…",
+    efficient = {  # label -> (where, meaning)
+        sgd_label: (
+            f" at k = {int(k[-1])}",
+            "Averaged constant-step SGD reaches the Fisher-efficient P/(2k)…",
         ),
-        Measurement(
-            f"{ng_label}: k·excess / (P/2)",
-            float(ratios[ng_label]),
-            low=0.4,
-            high=2.5,
-            meaning="…and so does natural gradient…",
+        ng_label: ("", "…and so does natural gradient…"),
+    }
+    measurements = (
+        *(
+            Measurement(
+                f"{label}: k·excess / (P/2){where}",
+                float(ratios[label]),
+                low=0.4,
+                high=2.5,
+                meaning=meaning,
+            )
+            for label, (where, meaning) in efficient.items()
         ),
         Measurement(
             "last SGD iterate (no averaging): k·excess / (P/2)",
@@ -187,58 +223,73 @@ def fisher_efficiency(setup: Setup, figures: bool) -> Evidence:
             meaning="…while the constant-step iterate itself stays above it.",
         ),
     )
-    out = {}
-    if figures:
-        curves = []
-        for label, values in averaged.items():
-            rows = np.asarray(values)[:, keep]
-            rule = "sgd" if label == sgd_label else "natural_gradient"
-            curves.append(
-                Curve(
-                    f"{label} (mean, min–max over {len(values)} seeds)",
-                    k,
-                    rows.mean(0),
-                    rule_color(rule),
-                    band=(rows.min(0), rows.max(0)),
-                )
-            )
-        curves.append(
-            Curve(
-                "last SGD iterate (mean)",
-                k,
-                np.mean(last, 0)[keep],
-                rule_color("sgd"),
-                dash="dot",
-            )
-        )
-        curves.append(
-            Curve("P / (2k)", k, bound, REFERENCE_COLOR, dash="dash", markers=False)
-        )
-        out["excess loss against samples"] = curves_figure(
-            curves,
-            title=f"Excess loss h(θ̄) − h(θ*), P = {params}, batches of {batch}",
-            x_title="samples seen k",
-            y_title="excess loss",
-            log_x=True,
-            log_y=True,
-        )
+    rules = {sgd_label: "sgd", ng_label: "natural_gradient"}
+    shown = {label: values[:, keep] for label, values in averaged.items()}
+    data = {
+        "k": k,
+        "averaged": {
+            label: (rules[label], rows.mean(0), (rows.min(0), rows.max(0)))
+            for label, rows in shown.items()
+        },
+        "last": np.mean(last, 0)[keep],
+        "bound": bound,
+        "params": params,
+        "batch": batch,
+    }
     notes = (
         f"k counts the labelled samples behind the gradients ({batch} per step); "
         "natural gradient's Fisher uses extra inputs with targets sampled from the "
         "model, which carry no information about θ*.",
     )
-    return Evidence(measurements, out, notes)
+    return Measured(measurements, data, notes)
 
 
-def small_budget(setup: Setup, figures: bool) -> Evidence:
-    """In a few large-batch iterations natural gradient is far ahead of tuned SGD."""
+@FISHER_EFFICIENCY.draws
+def draw_fisher_efficiency(setup: Setup, measured: Measured) -> Figures:
+    k, seeds = measured["k"], len(setup["seeds"])
+    curves = [
+        plots.Curve(
+            f"{label} (mean, min–max over {seeds} seeds)",
+            k,
+            mean,
+            plots.rule_color(rule),
+            band=band,
+        )
+        for label, (rule, mean, band) in measured["averaged"].items()
+    ]
+    curves.append(
+        plots.Curve(
+            "last SGD iterate (mean)",
+            k,
+            measured["last"],
+            plots.rule_color("sgd"),
+            "dot",
+        )
+    )
+    curves.append(plots.reference_curve("P / (2k)", k, measured["bound"]))
+    return {
+        "excess loss against samples": plots.curves_figure(
+            curves,
+            title=f"Excess loss h(θ̄) − h(θ*), P = {measured['params']}, batches of "
+            f"{measured['batch']}",
+            x_title="samples seen k",
+            y_title="excess loss",
+            log="xy",
+        )
+    }
+
+
+@SMALL_BUDGET.measures
+def measure_small_budget(setup: Setup) -> Measured:
+    """In a few large-batch iterations natural gradient is far ahead of tuned SGD.
+
+    Data: ``curves``, name -> (mean excess loss per iteration, rule, dash).
+    """
     base = setup.experiment
-    excess: dict[str, list[np.ndarray]] = {}
-    for seed in setup["seeds"]:
-        for label, history in run_experiment(_seeded(base, seed)).items():
-            values = history.to_frame()["excess_loss"].to_numpy(float)
-            excess.setdefault(label, []).append(values)
-    mean = {label: np.mean(values, 0) for label, values in excess.items()}
+    mean = {
+        label: np.mean([_column(h, "excess_loss") for h in histories], 0)
+        for label, histories in _over_seeds(base, setup["seeds"]).items()
+    }
     rules = {choice.display_name(): choice.rule for choice in base.rules}
     sgd = {label: v for label, v in mean.items() if rules[label] == "sgd"}
     best = min(sgd, key=lambda label: sgd[label][-1])
@@ -254,22 +305,30 @@ def small_budget(setup: Setup, figures: bool) -> Evidence:
             "SGD even with its best learning rate.",
         ),
     )
-    out = {}
-    if figures:
-        out["excess loss per iteration"] = curves_figure(
+    curves = {
+        label + (" (best lr)" if label == best else ""): (
+            values,
+            rules[label],
+            "solid" if label in (best, ng) else "dot",
+        )
+        for label, values in mean.items()
+    }
+    return Measured(measurements, {"curves": curves})
+
+
+@SMALL_BUDGET.draws
+def draw_small_budget(setup: Setup, measured: Measured) -> Figures:
+    return {
+        "excess loss per iteration": plots.curves_figure(
             [
-                Curve(
-                    label + (" (best lr)" if label == best else ""),
-                    np.arange(len(values)),
-                    values,
-                    rule_color(rules[label]),
-                    dash="solid" if label in (best, ng) else "dot",
+                plots.Curve(
+                    name, np.arange(len(values)), values, plots.rule_color(rule), dash
                 )
-                for label, values in mean.items()
+                for name, (values, rule, dash) in measured["curves"].items()
             ],
             title=f"Mean excess loss over {len(setup['seeds'])} seeds",
             x_title="iteration",
             y_title="excess loss h(θ) − h(θ*)",
-            log_y=True,
+            log="y",
         )
-    return Evidence(measurements, out)
+    }

@@ -15,6 +15,7 @@ from explorer.problems.spec import (
     PROBLEMS,
     BuildContext,
     ProblemSpec,
+    TinyCase,
     problem,
     register_problem,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "LossSpec",
     "Problem",
     "ProblemSpec",
+    "TinyCase",
     "problem",
     "register_problem",
 ]

@@ -12,7 +12,7 @@ from explorer.options import Option
 from explorer.problems.base import Problem, problem_from_model
 from explorer.problems.likelihoods import BernoulliLoss, CategoricalLoss
 from explorer.problems.models import ACTIVATIONS, init_uniform, mlp
-from explorer.problems.spec import BuildContext, ProblemSpec
+from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase
 
 
 def hidden_option(default: tuple[int, ...]) -> Option:
@@ -129,6 +129,7 @@ MOONS_MLP = ProblemSpec(
         "boundary shows each optimizer in function space."
     ),
     tags=frozenset({"classification", "inputs_2d"}),
+    test_cases=(TinyCase("moons", {"num_samples": 40, "hidden": (6,)}),),
 )
 
 
@@ -190,6 +191,21 @@ DIGITS_MLP = ProblemSpec(
         "activation. 64-32-10 has P = 2,410 parameters: dense matrices fit."
     ),
     tags=frozenset({"classification", "real_data"}),
+    test_cases=(
+        TinyCase("digits_tanh", {"hidden": (5,), "train_size": 40}),
+        TinyCase(
+            "digits_relu_deep",
+            {"hidden": (4, 3), "activation": "relu", "train_size": 30},
+        ),
+        TinyCase(
+            "digits_sigmoid",
+            {"hidden": (4,), "activation": "sigmoid", "train_size": 30},
+        ),
+        TinyCase(
+            "digits_softplus",
+            {"hidden": (4,), "activation": "softplus", "train_size": 30},
+        ),
+    ),
 )
 
 
@@ -237,4 +253,14 @@ DIGITS_AUTOENCODER = ProblemSpec(
         "classic autoencoder benchmark of the Hessian-free and K-FAC papers."
     ),
     tags=frozenset({"real_data"}),
+    # About 1,400 training examples: runs step on mini-batches of 100 and the
+    # curvature tests average over the first 12.
+    test_cases=(
+        TinyCase(
+            "autoencoder",
+            {"hidden": (4, 3)},
+            batch_size=100,
+            curvature_batch_size=12,
+        ),
+    ),
 )

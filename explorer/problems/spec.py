@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,64 @@ Builder = Callable[[dict[str, Any], BuildContext], Problem]
 
 
 @dataclass(frozen=True)
+class TinyCase:
+    """A tiny configuration of a problem for the tests generated from the registry.
+
+    The contract and reference tests (``tests/cases.py``) run every case of every
+    registered problem in float64 at ``θ = θ₀ + perturbation·ε`` with ``ε ~ N(0, I)``
+    from a fixed seed, optionally on a curvature batch; the rule matrix runs each
+    problem's first case (its tiny default) with ``batch_size``.
+
+    Attributes:
+        name: Unique across all problems; it is the test id (snake_case).
+        options: Problem options that make it tiny (validated against the spec's
+            declared options when the :class:`ProblemSpec` is built). Read-only.
+        batch_size: ``RunConfig.batch_size`` for runs of this case (``None``: full
+            batch; streaming problems need a size for a meaningful step).
+        curvature_batch_size: Curvature tests average over the first this many
+            examples (``None``: all of them).
+        perturbation: Scale of the seeded perturbation of ``θ₀``, so matrices are
+            evaluated away from special values such as a zero initialization.
+
+    Example:
+        >>> TinyCase("linreg_gaussian", {"num_samples": 50}).perturbation
+        0.3
+        >>> TinyCase("bad", curvature_batch_size=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: tiny case 'bad': curvature_batch_size = 0 must be a positive integer or None
+    """
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    batch_size: int | None = None
+    curvature_batch_size: int | None = None
+    perturbation: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name != self.name.lower():
+            raise ValueError(
+                f"tiny case name {self.name!r} must be a lower-case snake_case "
+                "identifier"
+            )
+        object.__setattr__(self, "options", dict(self.options))
+        for name in ("batch_size", "curvature_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(
+                    f"tiny case {self.name!r}: {name} = {value!r} must be a positive "
+                    "integer or None"
+                )
+        if not 0.0 <= self.perturbation <= 10.0:
+            raise ValueError(
+                f"tiny case {self.name!r}: perturbation = {self.perturbation!r} must "
+                "be in [0, 10]"
+            )
+
+
+@dataclass(frozen=True)
 class ProblemSpec:
     """A registered problem: how to build it and which options it takes.
 
@@ -54,6 +112,10 @@ class ProblemSpec:
         description: What the problem demonstrates.
         tags: Free-form facts used by the UI, e.g. ``"two_param"``,
             ``"classification"``, ``"regression"``, ``"streaming"``, ``"real_data"``.
+        test_cases: Tiny configurations that the generated tests run (contract,
+            reference and identity tests run all of them, the rule matrix the
+            first: the tiny default). Every built-in problem declares at least one;
+            their options are validated here.
     """
 
     key: str
@@ -62,6 +124,32 @@ class ProblemSpec:
     options: tuple[Option, ...] = ()
     description: str = ""
     tags: frozenset[str] = field(default_factory=frozenset)
+    test_cases: tuple[TinyCase, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test_cases", tuple(self.test_cases))
+        for case in self.test_cases:
+            if not isinstance(case, TinyCase):
+                raise ValueError(
+                    f"problem {self.key!r}: test_cases holds {case!r}; expected "
+                    "TinyCase entries"
+                )
+        names = [case.name for case in self.test_cases]
+        for case in self.test_cases:
+            if names.count(case.name) > 1:
+                raise ValueError(
+                    f"problem {self.key!r}: tiny case {case.name!r} is declared twice"
+                )
+            resolve_options(
+                self.options,
+                case.options,
+                where=f"problem {self.key!r} tiny case {case.name!r}",
+            )
+
+    @property
+    def tiny_default(self) -> TinyCase | None:
+        """The first of :attr:`test_cases` (``None`` when none is declared)."""
+        return self.test_cases[0] if self.test_cases else None
 
 
 PROBLEMS: Registry[ProblemSpec] = Registry("problem")

@@ -17,7 +17,7 @@ from explorer.options import Option
 from explorer.problems.base import Batch, Problem, problem_from_model
 from explorer.problems.likelihoods import BernoulliLoss
 from explorer.problems.models import mlp
-from explorer.problems.spec import BuildContext, ProblemSpec
+from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase
 
 
 def _covariance_root(dim: int, correlation: float) -> Tensor:
@@ -101,4 +101,6 @@ STREAM_LOGREG = ProblemSpec(
         "P/(2k) (Fisher efficiency): natural gradient and averaged SGD both reach it."
     ),
     tags=frozenset({"classification", "streaming"}),
+    # 20 fresh samples per step in runs; curvature tests use the evaluation sample.
+    test_cases=(TinyCase("stream", {"dim": 3, "eval_size": 200}, batch_size=20),),
 )

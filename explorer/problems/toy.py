@@ -25,6 +25,7 @@ from explorer.problems.models import mlp
 from explorer.problems.spec import (
     BuildContext,
     ProblemSpec,
+    TinyCase,
     check_length,
     loss_option,
     regression_loss,
@@ -122,6 +123,13 @@ GAUSSIAN_FIT = ProblemSpec(
         "natural gradient's reparameterization invariance."
     ),
     tags=frozenset({"two_param", "regression"}),
+    test_cases=(
+        # σ stays positive under the small perturbation
+        TinyCase("gaussian_fit_sigma", {"num_samples": 30}, perturbation=0.05),
+        TinyCase(
+            "gaussian_fit_log", {"num_samples": 30, "parameterization": "log_sigma"}
+        ),
+    ),
 )
 
 
@@ -205,6 +213,10 @@ LINREG_2D = ProblemSpec(
         "depends on the residuals, so its preconditioned directions are distorted."
     ),
     tags=frozenset({"two_param", "regression"}),
+    test_cases=(
+        TinyCase("linreg_gaussian", {"num_samples": 50}),
+        TinyCase("linreg_tanh_mean", {"num_samples": 50, "loss": "gaussian_tanh_mean"}),
+    ),
 )
 
 
@@ -274,6 +286,7 @@ LOGREG_2D = ProblemSpec(
         "empirical Fisher matches them only near the optimum of a well-specified model."
     ),
     tags=frozenset({"two_param", "classification"}),
+    test_cases=(TinyCase("logreg", {"num_samples": 50}),),
 )
 
 
@@ -318,6 +331,10 @@ TINY_TANH = ProblemSpec(
         "saddle, so the Hessian is indefinite in places while the GGN stays PSD."
     ),
     tags=frozenset({"two_param", "regression"}),
+    test_cases=(
+        TinyCase("tiny_tanh", {"num_samples": 20}),
+        TinyCase("tiny_tanh_mean", {"num_samples": 20, "loss": "gaussian_tanh_mean"}),
+    ),
 )
 
 
@@ -363,4 +380,5 @@ ROSENBROCK = ProblemSpec(
         "Gauss-Newton matrix and the Fisher exist and equal 2JᵀJ."
     ),
     tags=frozenset({"two_param", "regression"}),
+    test_cases=(TinyCase("rosenbrock"),),
 )

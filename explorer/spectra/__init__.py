@@ -13,12 +13,7 @@ from explorer.spectra.dense import DENSE_EIGEN_MAX_PARAMS, dense_eigenpairs, eig
 from explorer.spectra.extreme import block_spectra, condition_number, eigenpairs
 from explorer.spectra.generalized import generalized_spectrum
 from explorer.spectra.lanczos import lanczos
-from explorer.spectra.operators import (
-    BlockRestriction,
-    DenseOperator,
-    SymmetricOperator,
-    as_operator,
-)
+from explorer.spectra.operators import SymmetricOperator, as_operator
 from explorer.spectra.quality import (
     QUALITY_METRICS,
     ApproximationQuality,
@@ -37,8 +32,6 @@ __all__ = [
     "DENSE_EIGEN_MAX_PARAMS",
     "QUALITY_METRICS",
     "ApproximationQuality",
-    "BlockRestriction",
-    "DenseOperator",
     "Eigenpairs",
     "SpectralDensity",
     "SymmetricOperator",

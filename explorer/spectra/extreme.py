@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from explorer.curvature.algebra import restrict
 from explorer.spectra.dense import DENSE_EIGEN_MAX_PARAMS, dense_eigenpairs
 from explorer.spectra.lanczos import lanczos
-from explorer.spectra.operators import BlockRestriction, SymmetricOperator, as_operator
+from explorer.spectra.operators import SymmetricOperator, as_operator
 from explorer.spectra.result import Eigenpairs, check_which, select_indices
 
 #: ``method="auto"`` uses the dense solver up to this many parameters.
@@ -25,10 +26,10 @@ def _check_method(method: str) -> str:
 
 
 def has_cached_dense(op: SymmetricOperator) -> bool:
-    """Whether a dense copy of ``op`` (or of the operator it restricts) exists."""
-    if isinstance(op, BlockRestriction):
-        return has_cached_dense(op.parent)
-    return getattr(op, "_dense_cache", None) is not None or hasattr(op, "matrix")
+    """Whether a dense copy of ``op`` (or of the operator it restricts) exists:
+    ``op.has_dense`` of a :class:`~explorer.curvature.base.LinearOperator`.
+    """
+    return bool(getattr(op, "has_dense", False))
 
 
 def use_dense(op: SymmetricOperator, k: int, which: str, method: str) -> bool:
@@ -135,7 +136,7 @@ def block_spectra(
         blocks = problem.blocks()
     out: dict[str, Eigenpairs] = {}
     for name, span in blocks:
-        block = BlockRestriction(op, span, name)
+        block = restrict(op, span, name)
         if k is None:
             out[name] = dense_eigenpairs(block, vectors=False)
             continue

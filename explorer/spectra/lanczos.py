@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from explorer.curvature.algebra import DenseOperator
 from explorer.spectra.operators import SymmetricOperator, random_vector
 from explorer.spectra.result import Eigenpairs, check_which, select_indices
 
@@ -384,7 +385,5 @@ def lanczos(
 
 
 def matrix_operator(matrix: Tensor) -> SymmetricOperator:
-    """Shorthand for :class:`~explorer.spectra.operators.DenseOperator` (doctests)."""
-    from explorer.spectra.operators import DenseOperator
-
+    """Shorthand for :class:`~explorer.curvature.algebra.DenseOperator` (doctests)."""
     return DenseOperator(matrix)

@@ -166,7 +166,7 @@ def spectral_density(
 
     Example:
         >>> import torch
-        >>> from explorer.spectra.operators import DenseOperator
+        >>> from explorer.curvature.algebra import DenseOperator
         >>> op = DenseOperator(torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)))
         >>> density = spectral_density(op, num_probes=2, num_steps=3)
         >>> round(density.moment(1), 12)  # tr(C)/P, exact here since vᵢ² = 1
@@ -218,7 +218,7 @@ def hutchinson_trace(
 
     Example:
         >>> import torch
-        >>> from explorer.spectra.operators import DenseOperator
+        >>> from explorer.curvature.algebra import DenseOperator
         >>> op = DenseOperator(torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)))
         >>> hutchinson_trace(op, 4).value
         6.0

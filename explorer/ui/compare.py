@@ -7,7 +7,6 @@ problem, rule or curvature appears here without changes.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import streamlit as st
@@ -17,10 +16,11 @@ import explorer as ex
 from explorer.curvature.registry import CURVATURES
 from explorer.optimizers.rules import RULES
 from explorer.problems.spec import PROBLEMS
+from explorer.runs import Experiment, RuleChoice
 from explorer.ui import state
 from explorer.ui.theory import theory_link
-from explorer.ui.urlstate import MAX_RULES, RuleChoice
-from explorer.ui.views import cached_problem
+from explorer.ui.urlstate import MAX_RULES
+from explorer.ui.views import view_problem
 from explorer.ui.widgets import option_widget, options_form
 
 #: Options shown up front for each rule; the rest sit under "More settings".
@@ -36,20 +36,6 @@ PRIMARY = (
     "output_factor",
     "cg_maxiter",
 )
-
-RULE_THEORY = {
-    "natural_gradient": "fisher",
-    "gauss_newton": "ggn",
-    "newton": "hessian",
-    "ef_natural_gradient": "ef",
-    "mc_natural_gradient": "fisher",
-    "kfac": "kfac",
-    "diag_natural_gradient": "kfac",
-    "hessian_free": "updates",
-    "precondition": "updates",
-    "sgd": "updates",
-    "adam": "updates",
-}
 
 
 def problem_controls(container: Any = st) -> tuple[str, dict[str, Any]]:
@@ -101,7 +87,7 @@ def rule_card(rule_id: int, index: int, disabled: bool) -> RuleChoice:
     with st.container(border=True):
         head = st.columns([6, 1], vertical_alignment="bottom")
         current = st.session_state.get(f"{prefix}.rule", "sgd")
-        anchor = RULE_THEORY.get(current, "updates")
+        anchor = RULES[current].theory if current in RULES else "updates"
         rule = head[0].selectbox(
             f"Optimizer {index + 1}",
             list(RULES),
@@ -176,15 +162,12 @@ def rules_editor(disabled: bool = False) -> list[RuleChoice]:
     return choices
 
 
-def explanations(
-    problem_key: str, problem_options: dict, rules: list[RuleChoice]
-) -> list[str]:
+def explanations(experiment: Experiment) -> list[str]:
     """Plain-words notes about what to expect from this comparison."""
     notes = []
-    options_json = json.dumps(problem_options, sort_keys=True, default=list)
-    problem = cached_problem(problem_key, options_json)
+    problem = view_problem(experiment)
     curvatures = set()
-    for choice in rules:
+    for choice in experiment.rules:
         spec = RULES[choice.rule]
         try:
             key = spec.curvature_key(choice.options)

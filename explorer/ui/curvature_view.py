@@ -1,4 +1,6 @@
-"""The Curvature page's computations, cached: matrices, spectra and quality."""
+"""The Curvature page's parts: its controls, the cached computation of matrices,
+spectra and quality, and the tabs that show them (the page script lays them out).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +8,31 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 import torch
 
 import explorer as ex
+from explorer.plots import (
+    difference_figure,
+    matrices_figure,
+    quality_bars_figure,
+    spectrum_figure,
+)
 from explorer.spectra import (
     approximation_quality,
     dense_eigenpairs,
     eigenpairs,
     generalized_spectrum,
 )
-from explorer.ui.views import Point
+from explorer.ui.results import plot
+from explorer.ui.views import Point, damping_input
 
 #: Heatmaps and exact spectra up to this many parameters.
 DENSE_VIEW_MAX = 3000
+#: Curvatures shown on a first visit (those the problem supports).
+DEFAULT_CURVATURES = ("fisher", "ggn", "hessian", "ef", "kfac")
+TABS = ("Matrices", "Differences", "Spectra", "Generalized spectra", "Quality")
 
 
 @dataclass
@@ -35,15 +48,12 @@ class CurvatureAnalysis:
 
 
 def applicable(problem: ex.Problem) -> list[str]:
-    """Curvature keys that can be built on ``problem``."""
-    keys = []
-    for key, spec in ex.CURVATURES.items():
-        if not spec.selectable:
-            continue
-        if key == "kfac" and not problem.layers:
-            continue
-        keys.append(key)
-    return keys
+    """Curvature keys that can be built on ``problem`` (``spec.incompatibility``)."""
+    return [
+        key
+        for key, spec in ex.CURVATURES.items()
+        if spec.selectable and spec.incompatibility(problem) is None
+    ]
 
 
 @st.cache_data(max_entries=8, show_spinner="Computing curvature matrices and spectra…")
@@ -131,3 +141,99 @@ def quality_rows(qualities: dict[str, Any]) -> list[dict[str, Any]]:
                 row[item.name.replace("_", " ")] = getattr(quality, item.name)
         rows.append(row)
     return rows
+
+
+def _label(key: str) -> str:
+    return ex.CURVATURES[key].label
+
+
+def sidebar_controls(keys: list[str]) -> tuple[str, float, str]:
+    """(reference curvature, damping λ, heatmap scale)."""
+    reference = st.selectbox(
+        "Reference",
+        keys,
+        index=keys.index("fisher") if "fisher" in keys else 0,
+        key="view.reference",
+        format_func=_label,
+        help="What the differences and the quality table compare against.",
+    )
+    damping = damping_input(
+        "view.damping",
+        1e-3,
+        "λ in (C + λI)⁻¹g for the step cosines, condition numbers and the "
+        "generalized spectrum.",
+    )
+    scale = st.radio(
+        "Heatmap scale",
+        ["signed", "log"],
+        horizontal=True,
+        key="view.scale",
+        help="Signed values on a diverging scale, or log₁₀|C|.",
+    )
+    return reference, damping, scale
+
+
+def curvature_picker(keys: list[str]) -> tuple[str, ...]:
+    """The curvatures to show (any registered one the problem supports)."""
+    chosen = st.multiselect(
+        "Curvatures",
+        keys,
+        default=[k for k in DEFAULT_CURVATURES if k in keys],
+        key="view.curvatures",
+        format_func=_label,
+        help="Any registered curvature, plugins included.",
+    )
+    return tuple(chosen)
+
+
+def show(analysis: CurvatureAnalysis, point: Point, reference: str, scale: str) -> None:
+    """The five tabs of an analysis."""
+    blocks = point.problem.blocks()
+    tabs = st.tabs(list(TABS))
+    with tabs[0]:
+        if not analysis.dense:
+            st.info(
+                f"P = {point.problem.num_params:,} is above {DENSE_VIEW_MAX:,}: no "
+                "heatmaps; spectra and quality use matrix-free Lanczos and probes."
+            )
+        elif analysis.matrices:
+            labelled = {_label(k): m for k, m in analysis.matrices.items()}
+            plot(matrices_figure(labelled, scale=scale, blocks=blocks), "matrices")
+    with tabs[1]:
+        reference_matrix = analysis.matrices.get(reference)
+        others = [k for k in analysis.matrices if k != reference]
+        if reference_matrix is None or not others:
+            st.info("Choose a curvature besides the reference (dense sizes only).")
+        for key in others:
+            figure = difference_figure(
+                analysis.matrices[key],
+                reference_matrix,
+                names=(key, reference),
+                blocks=blocks,
+            )
+            plot(figure, f"difference-{key}")
+    with tabs[2]:
+        st.caption(
+            "|λ| on a log axis; negative eigenvalues are open diamonds (the Hessian "
+            "can be indefinite, the GGN and the Fisher cannot)."
+        )
+        if analysis.spectra:
+            plot(spectrum_figure(analysis.spectra), "spectra")
+    with tabs[3]:
+        st.caption(
+            "Eigenvalues of (C + λI)⁻¹H: all equal to 1 means C preconditions the "
+            "Hessian perfectly; their spread is the condition number the optimizer "
+            "sees."
+        )
+        if analysis.generalized:
+            figure = spectrum_figure(
+                analysis.generalized,
+                reference_line=1.0,
+                title="Generalized spectrum of (C + λI)⁻¹H",
+            )
+            plot(figure, "generalized")
+    with tabs[4]:
+        if analysis.qualities:
+            rows = pd.DataFrame(quality_rows(analysis.qualities))
+            st.dataframe(rows, hide_index=True)
+            plot(quality_bars_figure(analysis.qualities), "quality")

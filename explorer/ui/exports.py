@@ -11,8 +11,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from explorer.history import History, histories_to_json
-from explorer.ui.urlstate import Experiment
+from explorer.runs import Experiment
+from explorer.runs.history import History, histories_to_json
 
 
 def histories_csv(histories: Mapping[str, History]) -> str:

@@ -16,8 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.history import History
-from explorer.runner import RunConfig, run
+from explorer.problems.base import Problem
+from explorer.runs import History, ProblemConfig, RunConfig, run
 
 #: Statuses whose histories are complete and deterministic, hence cacheable.
 CACHEABLE = frozenset({"ok", "diverged", "indefinite"})
@@ -84,6 +84,9 @@ class RunState:
 class ComparisonJob:
     """Runs configs one after another in a daemon thread.
 
+    Each distinct problem is built once, in the worker thread (building the digits
+    data takes a moment), and shared by the runs on it.
+
     Args:
         configs: The runs, in display order.
         cache: Where finished histories are looked up and stored.
@@ -100,6 +103,7 @@ class ComparisonJob:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._thread: threading.Thread | None = None
+        self._problems: dict[ProblemConfig, Problem] = {}
 
     # ---------------------------------------------------------------- control
     def start(self) -> ComparisonJob:
@@ -162,6 +166,11 @@ class ComparisonJob:
         finally:
             self.finished_at = time.perf_counter()
 
+    def _problem(self, config: ProblemConfig) -> Problem:
+        if config not in self._problems:
+            self._problems[config] = config.build()
+        return self._problems[config]
+
     def _run_one(self, state: RunState) -> None:
         cached = self.cache.get(state.config)
         if cached is not None:
@@ -177,7 +186,12 @@ class ComparisonJob:
             state.rows.append(dict(metrics))
 
         try:
-            history = run(state.config, progress=progress, cancel=self.cancel_event)
+            history = run(
+                state.config,
+                progress=progress,
+                cancel=self.cancel_event,
+                problem=self._problem(state.config.problem_config),
+            )
         except ValueError as error:  # the rule cannot run here: say why, go on
             state.phase, state.error = "failed", str(error)
             return

@@ -18,9 +18,11 @@ from explorer.plots import (
 )
 from explorer.plots.theme import apply_layout, rule_color
 from explorer.plots.training import summary_rows
+from explorer.problems.base import Problem
 from explorer.ui import exports
 from explorer.ui.jobs import ComparisonJob
 from explorer.ui.theory import theory_link
+from explorer.ui.views import view_problem
 
 X_AXES = {
     "iterations": "step",
@@ -125,10 +127,14 @@ def summary_table(job: ComparisonJob) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the landscape and function space…")
-def report_figures(key: str, _histories: dict) -> dict[str, go.Figure]:
-    """Every figure of a finished comparison, cached by ``key`` (configs, statuses)."""
+def report_figures(
+    key: str, _histories: dict, _problem: Problem
+) -> dict[str, go.Figure]:
+    """Every figure of a finished comparison on ``_problem``, cached by ``key``
+    (configs, statuses).
+    """
     del key
-    return run_report(_histories)
+    return run_report(_histories, _problem)
 
 
 def report_key(histories: dict) -> str:
@@ -173,7 +179,8 @@ def results(job: ComparisonJob) -> None:
         )
         plot(hyperparameter_figure(histories), "damping-rho-alpha", key="cmp.hyper")
     try:  # after the loss tab, so the first charts show while these compute
-        figures = report_figures(report_key(histories), histories)
+        problem = view_problem(job.experiment)
+        figures = report_figures(report_key(histories), histories, problem)
     except (ValueError, RuntimeError) as error:
         st.warning(f"Some views could not be drawn: {error}")
         figures = {}

@@ -15,15 +15,15 @@ import streamlit as st
 
 from explorer.optimizers.rules import RULES
 from explorer.problems.spec import PROBLEMS
-from explorer.runner import DEFAULT_COMPARISON, RUN_OPTIONS
-from explorer.ui.jobs import ComparisonJob, ResultCache
-from explorer.ui.urlstate import (
-    APP_RUN_OPTIONS,
+from explorer.runs import (
+    DEFAULT_EXPERIMENT,
+    RUN_OPTIONS,
     Experiment,
     RuleChoice,
-    from_query,
-    to_query,
+    RunConfig,
 )
+from explorer.ui.jobs import ComparisonJob, ResultCache
+from explorer.ui.urlstate import APP_RUN_OPTIONS, from_query, to_query
 from explorer.ui.widgets import non_default, seed_form
 
 PROBLEM = "cmp.problem"
@@ -38,14 +38,7 @@ _ids = itertools.count()
 
 def default_experiment() -> Experiment:
     """The comparison a first visit runs: a few seconds on 2 CPU cores."""
-    run_options = {"steps": DEFAULT_COMPARISON["steps"]}
-    if DEFAULT_COMPARISON.get("curvature_batch_size"):
-        run_options["curvature_batch_size"] = DEFAULT_COMPARISON["curvature_batch_size"]
-    return Experiment(
-        problem=DEFAULT_COMPARISON["problem"],
-        rules=tuple(RuleChoice(rule) for rule in DEFAULT_COMPARISON["rules"]),
-        run_options=run_options,
-    )
+    return DEFAULT_EXPERIMENT
 
 
 def run_schema() -> tuple:
@@ -169,18 +162,19 @@ def current_job() -> ComparisonJob | None:
     return st.session_state.get(JOB)
 
 
-def start_job(experiment: Experiment) -> ComparisonJob:
+def start_job(experiment: Experiment, configs: list[RunConfig]) -> ComparisonJob:
+    """Starts ``configs`` (``experiment.run_configs()``, validated by the page)."""
     previous = current_job()
     if previous is not None and not previous.done:
         previous.cancel()
-    job = ComparisonJob(experiment.run_configs(), result_cache(), experiment).start()
+    job = ComparisonJob(configs, result_cache(), experiment).start()
     st.session_state[JOB] = job
     return job
 
 
 # -------------------------------------------------------------- other pages
-def compare_context() -> tuple[str, dict[str, Any], ComparisonJob | None]:
-    """The Compare page's problem (key and non-default options) and its last job.
+def compare_context() -> tuple[Experiment, ComparisonJob | None]:
+    """The Compare page's experiment and its last job (None once the problem changed).
 
     The Curvature and Landscape pages look at the same problem and runs, so a user
     moving between pages keeps one experiment in mind.
@@ -192,4 +186,4 @@ def compare_context() -> tuple[str, dict[str, Any], ComparisonJob | None]:
         job.experiment is None or job.experiment.problem != experiment.problem
     ):
         job = None
-    return experiment.problem, dict(experiment.problem_options), job
+    return experiment, job

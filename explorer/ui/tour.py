@@ -20,9 +20,10 @@ from explorer.presets import (
     format_number,
     run_preset,
 )
+from explorer.runs import Experiment
 from explorer.ui import state
 from explorer.ui.results import plot
-from explorer.ui.urlstate import Experiment, to_query
+from explorer.ui.urlstate import to_query
 
 ACTIVE = "tour.active"  # key of the loaded preset
 SIZE = "tour.size"

@@ -1,4 +1,4 @@
-"""An experiment as plain data, and its round trip through URL query parameters.
+"""The URL codec: an :class:`~explorer.runs.Experiment` to query parameters and back.
 
 The whole configuration lives in the URL so a copied link reproduces the experiment.
 Only values that differ from their defaults are written, so links stay short::
@@ -14,13 +14,13 @@ import here: the codec is pure and tested directly.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.optimizers.rules import RULES
 from explorer.options import Option
 from explorer.problems.spec import PROBLEMS
-from explorer.runner import RUN_OPTIONS, RunConfig
+from explorer.runs.config import RUN_OPTIONS
+from explorer.runs.experiment import Experiment, RuleChoice
 
 #: Run settings the app exposes (the others keep their RunConfig defaults).
 APP_RUN_OPTIONS = (
@@ -35,47 +35,6 @@ APP_RUN_OPTIONS = (
     "dtype",
 )
 MAX_RULES = 8
-
-
-@dataclass(frozen=True)
-class RuleChoice:
-    """One optimizer in the comparison: a rule key, its non-default options, a label."""
-
-    rule: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-    label: str | None = None
-
-    def display_name(self) -> str:
-        return self.label or self.rule
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """Everything that defines a comparison (and nothing derived)."""
-
-    problem: str
-    problem_options: Mapping[str, Any] = field(default_factory=dict)
-    rules: tuple[RuleChoice, ...] = ()
-    run_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def run_configs(self) -> list[RunConfig]:
-        """One :class:`~explorer.RunConfig` per rule; labels made unique."""
-        configs, seen = [], {}
-        for choice in self.rules:
-            name = choice.display_name()
-            seen[name] = seen.get(name, 0) + 1
-            label = name if seen[name] == 1 else f"{name} #{seen[name]}"
-            configs.append(
-                RunConfig(
-                    problem=self.problem,
-                    problem_options=dict(self.problem_options),
-                    rule=choice.rule,
-                    rule_options=dict(choice.options),
-                    label=label if label != choice.rule else None,
-                    **dict(self.run_options),
-                )
-            )
-        return configs
 
 
 def _option(schema: tuple[Option, ...], name: str) -> Option | None:

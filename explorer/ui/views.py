@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,35 +10,52 @@ import torch
 
 import explorer as ex
 from explorer.landscape.trajectories import theta_at
+from explorer.runs import Experiment, ProblemConfig
 from explorer.ui import state
 
 
 @dataclass(frozen=True)
 class Point:
-    """Where to look: a problem, a point θ on it, and a text key for caches."""
+    """Where to look: a problem, a point θ on it, a text key for caches, and the
+    Compare page's finished runs on that problem (those that kept a trajectory).
+    """
 
     problem: ex.Problem
     theta: torch.Tensor
     description: str
     key: str
+    runs: dict[str, ex.History]
+
+    @property
+    def runs_key(self) -> str:
+        """The runs as text (their full configs and lengths), for cache keys."""
+        return "|".join(f"{h.config!r}:{len(h)}" for h in self.runs.values())
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def cached_problem(key: str, options_json: str) -> ex.Problem:
-    """A CPU float64 problem instance shared read-only by the views."""
-    return ex.problem(key, **json.loads(options_json))
+def cached_problem(key: str, _config: ProblemConfig) -> ex.Problem:
+    """The problem ``_config`` builds, shared read-only by the views (``key`` is
+    the config's text: what the cache is keyed by).
+    """
+    return _config.build()
+
+
+def view_problem(experiment: Experiment) -> ex.Problem:
+    """The experiment's problem on the CPU, built once for every page and session."""
+    config = experiment.problem_config.replace(device="cpu")
+    return cached_problem(repr(config), config)
 
 
 def problem_and_point(container: Any = st) -> Point:
     """The Compare page's problem, and θ₀ or a step of one of its runs."""
-    key, options, job = state.compare_context()
-    options_json = json.dumps(options, sort_keys=True, default=list)
-    problem = cached_problem(key, options_json)
+    experiment, job = state.compare_context()
+    problem = view_problem(experiment)
+    problem_key = repr(experiment.problem_config)
     container.markdown(
         f"**Problem:** {problem.label} (P = {problem.num_params:,}) — "
         "change it on the Compare page."
     )
-    runs = {}
+    runs: dict[str, ex.History] = {}
     if job is not None and job.done:
         runs = {
             label: h for label, h in job.histories().items() if h.trajectory is not None
@@ -53,7 +69,7 @@ def problem_and_point(container: Any = st) -> Point:
         "of a run from the Compare page.",
     )
     if where == choices[0] or where not in runs:
-        return Point(problem, problem.theta0, "θ₀", f"{key}|{options_json}|theta0")
+        return Point(problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs)
     history = runs[where]
     steps = list(history.trajectory_steps)
     step = container.select_slider("Step", steps, value=steps[-1], key="view.step")
@@ -61,11 +77,20 @@ def problem_and_point(container: Any = st) -> Point:
     theta = theta.to(dtype=problem.dtype)
     if not torch.isfinite(theta).all():
         container.warning("That step has non-finite parameters; showing θ₀ instead.")
-        return Point(problem, problem.theta0, "θ₀", f"{key}|{options_json}|theta0")
-    config_key = json.dumps(history.config.to_dict(), sort_keys=True, default=str)
+        return Point(problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs)
     return Point(
-        problem,
-        theta,
-        f"{where}, step {step}",
-        f"{key}|{options_json}|{config_key}|{step}",
+        problem, theta, f"{where}, step {step}", f"{history.config!r}|{step}", runs
     )
+
+
+def damping_input(key: str, default: float, help_text: str) -> float:
+    """The damping λ of a view (a number input in the sidebar's style)."""
+    value = st.number_input(
+        "Damping λ",
+        min_value=0.0,
+        value=default,
+        format="%.2e",
+        key=key,
+        help=help_text,
+    )
+    return float(value)

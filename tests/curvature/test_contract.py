@@ -1,4 +1,16 @@
-"""Contract tests run over every registered curvature on every small case."""
+"""Contract tests run over every registered curvature on every small case.
+
+What each curvature declares (its tags on that problem and options) is checked
+against the matrix itself: products against the dense matrix, symmetry, PSD by the
+eigenvalues, diagonal and block-diagonal by the exact zero pattern, Kronecker
+structure by the factors, the damped solve against (C + λI) wherever the tags say
+it is exact (and away from it where they say it is not), and sampling by whether
+another generator changes the matrix. A case is skipped exactly when the spec's
+``incompatibility`` says the curvature cannot be built there, and then building
+it must fail with that very message.
+"""
+
+import re
 
 import pytest
 import torch
@@ -7,56 +19,179 @@ import explorer as ex
 from explorer.curvature import base as curvature_base
 from explorer.curvature.linearization import FunctionalLinearization
 from explorer.curvature.mlp import MLPForward, mlp_layers
+from explorer.curvature.tags import Tags
 from tests.cases import CASES, ids
 from tests.references import relative_error
 
 SELECTABLE = [key for key, spec in ex.CURVATURES.items() if spec.selectable]
 
+#: (key, options) for every non-default choice of every selectable curvature's
+#: options: structure can depend on them (K-FAC's damping mode, sampled factors).
+VARIANTS = [
+    (key, {option.name: choice})
+    for key in SELECTABLE
+    for option in ex.CURVATURES[key].options
+    for choice in option.choices or ()
+    if choice != option.default
+]
 
-def _build(key, case):
+
+def _generator(seed=11):
+    return torch.Generator().manual_seed(seed)
+
+
+def _build(key, case, options=None, seed=11):
     problem, theta, batch = case.build()
-    if ex.CURVATURES[key].needs_layers and not problem.layers:
-        pytest.skip(f"{key} needs linear layers; {case.key} has none")
-    if key == "kfac" and mlp_layers(problem) is None:
-        pytest.skip(f"{key} needs an MLP; {case.key} is not one")
-    generator = torch.Generator().manual_seed(11)
-    return (
-        problem,
-        theta,
-        ex.curvature(key, problem, theta, batch=batch, generator=generator),
+    options = dict(options or {})
+    spec = ex.CURVATURES[key]
+    reason = spec.incompatibility(problem, options)
+    if reason is not None:
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            spec.build(problem, theta, batch=batch, **options)
+        pytest.skip(reason)
+    operator = ex.curvature(
+        key, problem, theta, batch=batch, generator=_generator(seed), **options
     )
+    return problem, theta, batch, operator
 
 
-@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
-@pytest.mark.parametrize("key", SELECTABLE)
-def test_operator_contract(key, case):
-    problem, theta, operator = _build(key, case)
+def _assert_structure(problem, operator, dense, tags):
+    size = problem.num_params
+    if tags.diagonal:
+        off = dense - torch.diag(dense.diagonal())
+        assert torch.count_nonzero(off) == 0, float(off.abs().max())
+    if tags.block_diagonal:
+        spans = operator.block_spans
+        assert spans, "declared block-diagonal without blocks"
+        mask = torch.zeros(size, size, dtype=torch.bool)
+        for span in spans:
+            mask[span, span] = True
+        assert torch.count_nonzero(dense[~mask]) == 0, float(dense[~mask].abs().max())
+        assert [(s.start, s.stop) for s in spans] == [
+            (s.start, s.stop) for _, s in problem.blocks()
+        ]
+    if tags.kronecker:
+        factors = operator.kronecker_factors()
+        assert len(factors) == len(operator.block_spans)
+        for block, span in zip(factors, operator.block_spans, strict=True):
+            assert sorted(block.indices.tolist()) == list(range(span.start, span.stop))
+            index = block.indices
+            expected = torch.kron(block.left, block.right)
+            assert relative_error(dense[index[:, None], index[None, :]], expected) < (
+                1e-12
+            )
+
+
+def _check(problem, theta, operator, tags):
     size = problem.num_params
     dense = operator.dense()
     assert dense.shape == (size, size) and dense.dtype == theta.dtype
-    generator = torch.Generator().manual_seed(5)
+    generator = _generator(5)
     v = torch.randn(size, generator=generator, dtype=theta.dtype)
     block = torch.randn(size, 3, generator=generator, dtype=theta.dtype)
     # products agree with the dense matrix
     assert relative_error(operator.matvec(v), dense @ v) < 1e-12
     assert relative_error(operator.matmat(block), dense @ block) < 1e-12
     assert relative_error(operator.diag(), dense.diagonal()) < 1e-12
-    # symmetric, and PSD where declared
+    # declared structure holds
+    assert tags.symmetric, "every built-in curvature is declared symmetric"
     assert relative_error(dense, dense.T) < 1e-12
     eigenvalues = torch.linalg.eigvalsh(dense)
-    if operator.psd:
+    if tags.psd:
         assert eigenvalues[0] >= -1e-10 * max(1.0, float(eigenvalues[-1].abs()))
-    # (C + λI) solve(b) = b with a damping that makes it positive definite
+    _assert_structure(problem, operator, dense, tags)
+    # (C + λI) solve(b) = b with a damping that makes it positive definite, exactly
+    # where declared; where not declared, the solve is really something else
     damping = max(0.0, -float(eigenvalues[0])) + 0.1 * max(
         1.0, float(eigenvalues.abs().max())
     )
     solution = operator.solve(v, damping)
-    residual = dense @ solution + damping * solution - v
-    if key != "kfac":  # K-FAC's solve uses factored damping by design (tested below)
-        assert relative_error(residual + v, v) < 1e-8
-    # determinism with a fixed generator
-    _, _, again = _build(key, case)
+    assert torch.isfinite(solution).all()
+    error = relative_error(dense @ solution + damping * solution, v)
+    if tags.exact_solve:
+        assert error < 1e-8
+    else:
+        assert error > 1e-6
+    several = operator.solve(block, damping)
+    assert relative_error(several[:, 0], operator.solve(block[:, 0], damping)) < 1e-12
+    return dense
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+@pytest.mark.parametrize("key", SELECTABLE)
+def test_operator_contract(key, case):
+    problem, theta, _, operator = _build(key, case)
+    spec = ex.CURVATURES[key]
+    tags = spec.tags(problem)
+    # the spec and the instance answer from the same declaration
+    assert operator.tags == tags
+    assert (operator.psd, operator.exact) == (tags.psd, tags.exact)
+    dense = _check(problem, theta, operator, tags)
+    # determinism with a fixed generator; another generator matters exactly when
+    # the curvature is declared sampled
+    _, _, _, again = _build(key, case)
     assert torch.equal(again.dense(), dense)
+    _, _, _, other = _build(key, case, seed=12)
+    assert torch.equal(other.dense(), dense) is not tags.sampled
+
+
+@pytest.mark.parametrize(
+    ("key", "options"), VARIANTS, ids=[f"{k}-{o}" for k, o in VARIANTS]
+)
+def test_options_that_change_the_structure_are_declared(key, options):
+    moons = next(case for case in CASES if case.key == "moons_mlp")
+    problem, theta, _, operator = _build(key, moons, options)
+    tags = ex.CURVATURES[key].tags(problem, options)
+    assert operator.tags == tags
+    _check(problem, theta, operator, tags)
+
+
+def test_declarations_that_depend_on_the_problem():
+    convex = ex.problem("linreg_2d", num_samples=20)
+    nonconvex = ex.problem("linreg_2d", num_samples=20, loss="gaussian_tanh_mean")
+    assert convex.loss.convex and not nonconvex.loss.convex
+    for key in ("ggn", "diag_ggn", "block_ggn"):
+        spec = ex.CURVATURES[key]
+        assert spec.tags(convex).psd and not spec.tags(nonconvex).psd, key
+        assert not spec.psd, f"{key} is not PSD on every problem"
+    assert not ex.CURVATURES["diag_hessian"].psd
+    assert ex.CURVATURES["diag_fisher"].psd and ex.CURVATURES["diag_fisher"].tags(
+        convex
+    ) == Tags(psd=True, diagonal=True, block_diagonal=True)
+    kfac = ex.CURVATURES["kfac"]
+    assert not kfac.tags().exact_solve
+    assert kfac.tags(options={"damping_mode": "exact"}).exact_solve
+    assert kfac.tags(options={"output_factor": "mc"}).sampled
+    assert not kfac.tags().sampled and ex.CURVATURES["fisher_mc"].tags().sampled
+    with pytest.raises(ValueError, match="damping_mode"):
+        kfac.tags(options={"damping_mode": "typo"})
+    # the user-supplied matrix declares what the user says
+    matrix = ex.CURVATURES["matrix"]
+    assert not matrix.tags().psd and matrix.tags(options={"psd": True}).psd
+    eye = torch.eye(2, dtype=torch.float64)
+    built = ex.curvature("matrix", convex, convex.theta0, matrix=eye, psd=True)
+    assert built.psd and built.tags == matrix.tags(convex, {"psd": True})
+    ones = torch.ones(2, dtype=torch.float64)
+    assert relative_error(built.solve(ones, 1.0), ones / 2) < 1e-15  # (I + I)⁻¹ 1
+
+
+def test_incompatibility_is_the_one_answer_for_layers():
+    rosenbrock = ex.problem("rosenbrock")
+    reason = ex.CURVATURES["kfac"].incompatibility(rosenbrock)
+    assert reason is not None and "nn.Linear" in reason and "Use 'fisher'" in reason
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        ex.curvature("kfac", rosenbrock, rosenbrock.theta0)
+    assert ex.RULES["kfac"].incompatibility(rosenbrock) == reason
+    assert (
+        ex.RULES["precondition"].incompatibility(rosenbrock, {"curvature": "kfac"})
+        == reason
+    )
+    for key in SELECTABLE:  # on a model without layers exactly the needy ones fail
+        needy = bool(ex.CURVATURES[key].needs)
+        assert (ex.CURVATURES[key].incompatibility(rosenbrock) is not None) is needy
+    moons = ex.problem("moons_mlp", num_samples=20, hidden=(3,))
+    assert ex.CURVATURES["kfac"].incompatibility(moons) is None
+    assert ex.CURVATURES["kfac"].needs[0].name == "mlp"
 
 
 def test_kfac_solve_uses_factored_damping_and_exact_mode_inverts_exactly():

@@ -11,19 +11,11 @@ import pytest
 import torch
 
 import explorer as ex
+from tests.cases import TINY_DEFAULTS
 
-#: problem -> (problem options, RunConfig fields): all tiny.
-PROBLEMS = {
-    "gaussian_fit": ({"num_samples": 50}, {}),
-    "linreg_2d": ({"num_samples": 60}, {}),
-    "logreg_2d": ({"num_samples": 60}, {}),
-    "tiny_tanh": ({"num_samples": 30}, {}),
-    "rosenbrock": ({}, {}),
-    "moons_mlp": ({"num_samples": 60, "hidden": (5,)}, {}),
-    "digits_mlp": ({"hidden": (4,), "train_size": 60}, {}),
-    "digits_autoencoder": ({"hidden": (3,)}, {"batch_size": 100}),
-    "stream_logreg": ({"dim": 3, "eval_size": 2000}, {"batch_size": 20}),
-}
+#: problem -> its tiny default (``ProblemSpec.test_cases[0]``): options and the run
+#: batch size, generated from the registry.
+PROBLEMS = TINY_DEFAULTS
 
 #: Rule options per (rule, problem) where the default would not suit the problem.
 OPTIONS = {
@@ -56,7 +48,8 @@ CASES = [(rule, problem) for problem in PROBLEMS for rule in ex.RULES]
 def test_rule_lowers_the_loss(rule, problem):
     if (rule, problem) in SKIP:
         pytest.skip(SKIP[rule, problem])
-    problem_options, fields = PROBLEMS[problem]
+    case = PROBLEMS[problem]
+    problem_options, fields = case.options, case.run_fields()
     built = ex.problem(problem, **problem_options)
     options = OPTIONS.get((rule, problem), {})
     reason = ex.RULES[rule].incompatibility(built, options)
@@ -79,10 +72,23 @@ def test_rule_lowers_the_loss(rule, problem):
     assert torch.isfinite(history.trajectory).all()
 
 
-def test_the_skip_table_only_names_real_pairs():
-    for table in (OPTIONS, EXPECTED, SKIP):
-        for rule, problem in table:
-            assert rule in ex.RULES and problem in PROBLEMS
+@pytest.mark.parametrize("name", ["OPTIONS", "EXPECTED", "SKIP"])
+def test_the_expectation_tables_only_name_registered_pairs(name):
+    table = globals()[name]
+    unknown = [
+        (rule, problem)
+        for rule, problem in table
+        if rule not in ex.RULES or problem not in ex.PROBLEMS
+    ]
+    assert unknown == [], (
+        f"{name} names pairs whose rule or problem is not registered: {unknown}; "
+        f"rules: {list(ex.RULES)}; problems: {list(ex.PROBLEMS)}"
+    )
+
+
+def test_every_registered_problem_is_in_the_matrix():
+    missing = [key for key in ex.PROBLEMS if key not in PROBLEMS]
+    assert missing == [], f"problems without a tiny default (test_cases): {missing}"
 
 
 def test_every_selectable_curvature_is_an_optimizer():

@@ -194,7 +194,8 @@ def test_function_space_figures(moons_runs):
 
 
 def test_html_page_embeds_plotly_once(tmp_path, rosenbrock_runs):
-    figures = plots.run_report(rosenbrock_runs, resolution=20)
+    problem = ex.problem("rosenbrock")
+    figures = plots.run_report(rosenbrock_runs, problem, resolution=20)
     assert list(figures)[:4] == [
         "Loss per iteration",
         "Loss against wall time",

@@ -2,35 +2,96 @@
 
 import numpy as np
 import pytest
+import torch
 
+import explorer as ex
 from explorer.plots import hyperparameter_figure, loss_figure
 from explorer.plots.theme import (
-    CURVATURE_COLORS,
-    RULE_COLORS,
+    GRADIENT_COLOR,
     curvature_color,
     hashed_color,
     rule_color,
     run_styles,
 )
+from explorer.ui.theory import ANCHORS
 from tests.plotly_json import array
+
+BUILTIN_CURVATURES = [k for k, s in ex.CURVATURES.items() if s.source == "builtin"]
+BUILTIN_RULES = list(ex.RULES)
+
+
+def test_every_builtin_curvature_declares_a_distinct_colour():
+    colours = {key: ex.CURVATURES[key].color for key in BUILTIN_CURVATURES}
+    assert all(isinstance(c, str) and c.startswith("#") for c in colours.values())
+    assert len(set(colours.values())) == len(colours), colours
+    assert GRADIENT_COLOR not in colours.values()
+    for key, colour in colours.items():
+        assert curvature_color(key) == colour
 
 
 def test_rules_share_their_curvatures_colours_and_unknown_keys_hash():
-    assert rule_color("natural_gradient") == CURVATURE_COLORS["fisher"]
-    assert rule_color("newton") == curvature_color("hessian")
-    assert rule_color("precondition", "kfac") == curvature_color("kfac")
-    assert rule_color("my_plugin_rule") == rule_color("my_plugin_rule")
+    for key in BUILTIN_RULES:
+        spec = ex.RULES[key]
+        expected = spec.color or ex.CURVATURES[spec.curvature].color
+        assert rule_color(key) == expected, key
+        if spec.color is None:  # an alias wears its curvature's colour
+            assert rule_color(key) == curvature_color(spec.curvature)
+    assert rule_color("natural_gradient") == ex.CURVATURES["fisher"].color
+    assert rule_color("newton") == ex.CURVATURES["hessian"].color
+    assert rule_color("kfac") == ex.CURVATURES["kfac"].color
+    # rules with their own colour (first-order ones, and Hessian-free, which would
+    # otherwise look like Gauss-Newton) are told apart from every other rule
+    colours = [rule_color(key) for key in BUILTIN_RULES]
+    assert len(set(colours)) == len(colours), dict(zip(BUILTIN_RULES, colours))
+    # the generic rule takes the chosen curvature's colour, its own without one
+    assert rule_color("precondition", "kfac") == ex.CURVATURES["kfac"].color
+    assert rule_color("precondition", "diag_ggn") == ex.CURVATURES["diag_ggn"].color
+    assert rule_color("precondition") == ex.RULES["precondition"].color
+    assert rule_color("precondition", "a_plugin") == hashed_color("curvature:a_plugin")
+    # unknown keys: deterministic, different, and not any declared colour
+    assert rule_color("my_plugin_rule") == hashed_color("rule:my_plugin_rule")
     assert rule_color("my_plugin_rule") != rule_color("another_rule")
     assert curvature_color("user_curvature").startswith("hsl(")
-    assert hashed_color("x") == "hsl(" + hashed_color("x")[4:]
-    assert len(set(RULE_COLORS.values())) >= len(RULE_COLORS) - 1  # precondition aside
+    assert curvature_color("gradient") == GRADIENT_COLOR
+
+
+def test_a_registered_curvature_brings_its_colour_and_anchor():
+    @ex.register_curvature("t_coloured", reference="fisher", color="#123456", psd=True)
+    def coloured(problem, theta, batch=None):
+        return torch.eye(problem.num_params, dtype=theta.dtype)
+
+    @ex.register_curvature("t_plain")
+    def plain(problem, theta, batch=None):
+        return torch.eye(problem.num_params, dtype=theta.dtype)
+
+    try:
+        assert curvature_color("t_coloured") == "#123456"
+        assert rule_color("precondition", "t_coloured") == "#123456"
+        assert ex.CURVATURES["t_coloured"].theory == ex.CURVATURES["fisher"].theory
+        assert curvature_color("t_plain") == hashed_color("curvature:t_plain")
+        assert ex.CURVATURES["t_plain"].theory in ANCHORS
+    finally:
+        ex.CURVATURES.unregister("t_coloured")
+        ex.CURVATURES.unregister("t_plain")
+
+
+def test_every_spec_links_an_existing_theory_section():
+    for key, spec in ex.CURVATURES.items():
+        assert spec.theory in ANCHORS, (key, spec.theory)
+    for key, spec in ex.RULES.items():
+        assert spec.theory in ANCHORS, (key, spec.theory)
+    # facts that moved onto the specs from the pages' tables
+    assert ex.RULES["natural_gradient"].theory == "fisher"
+    assert ex.RULES["diag_natural_gradient"].theory == "kfac"
+    assert ex.RULES["hessian_free"].theory == "updates"
+    assert ex.CURVATURES["block_ggn"].theory == "kfac"
 
 
 def test_runs_of_the_same_rule_get_different_dashes(rosenbrock_runs):
     runs = dict(rosenbrock_runs)
     runs["sgd again"] = runs["sgd"]
     styles = run_styles(runs)
-    assert styles["sgd"][0] == styles["sgd again"][0] == RULE_COLORS["sgd"]
+    assert styles["sgd"][0] == styles["sgd again"][0] == ex.RULES["sgd"].color
     assert styles["sgd"][1] != styles["sgd again"][1]
 
 

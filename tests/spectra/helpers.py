@@ -2,7 +2,7 @@
 
 import torch
 
-from explorer.spectra import DenseOperator
+from explorer.curvature.algebra import DenseOperator
 
 
 def rotated(values, seed=0):

@@ -7,7 +7,7 @@ import pytest
 
 import explorer as ex
 from explorer.cli import main
-from explorer.history import save_histories
+from explorer.runs.history import save_histories
 
 PROBLEM = ["--problem", "moons_mlp", "--problem-option", "hidden=4"]
 PROBLEM += ["--problem-option", "num_samples=40"]

@@ -6,7 +6,8 @@ import torch
 from torch.func import hessian
 
 import explorer as ex
-from explorer.spectra import DenseOperator, dense_eigenpairs, eigenpairs, eigenvalues
+from explorer.curvature.algebra import DenseOperator
+from explorer.spectra import dense_eigenpairs, eigenpairs, eigenvalues
 
 
 def test_hessian_eigenvalues_match_numpy_on_an_autograd_hessian(moons):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import explorer as ex
-from explorer.spectra import DenseOperator, lanczos
+from explorer.curvature.algebra import DenseOperator
+from explorer.spectra import lanczos
 from tests.spectra.helpers import NoDense, rotated
 
 TOL = 1e-7

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import explorer as ex
+from explorer.curvature.algebra import DenseOperator
 from explorer.spectra import (
     QUALITY_METRICS,
-    DenseOperator,
     approximation_quality,
     quality_along_trajectory,
 )

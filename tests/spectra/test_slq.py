@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import explorer as ex
-from explorer.spectra import DenseOperator, hutchinson_trace, spectral_density
+from explorer.curvature.algebra import DenseOperator
+from explorer.spectra import hutchinson_trace, spectral_density
 from explorer.spectra.operators import random_vector
 from tests.spectra.helpers import rotated
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from explorer.runner import RunConfig, run
+from explorer.runs import RunConfig, run
 from explorer.ui.jobs import ComparisonJob, ResultCache
 
 

@@ -1,9 +1,16 @@
-"""Figure builders the tour needs and ``explorer.plots`` does not have.
+"""Curves against a parameter, with bands and reference lines; grids of final values.
 
-Small and generic: curves against a parameter (log axes, reference lines), a mean
-with a band over seeds, a grid of final losses over (lr, λ), and the level sets of
-quadratic models at a minimum (where g = 0, so the level through θ is a point).
-Colours and layout come from :mod:`explorer.plots.theme`.
+The paper tour's generic figures: lines against a step size, a damping, a sample
+count or a distance (log axes, closed-form reference lines), a mean with a shaded
+band over seeds, and one heatmap per method of a final value over an (lr, λ) grid.
+
+Example:
+    >>> figure = curves_figure(
+    ...     [Curve("error", [1, 4, 16], [1.0, 0.5, 0.25]),
+    ...      reference_curve("∝ 1/√k", [1, 4, 16], [1.0, 0.5, 0.25])],
+    ...     title="Monte Carlo error", x_title="k", y_title="error", log="xy")
+    >>> [trace.name for trace in figure.data], figure.layout.xaxis.type
+    (['error', '∝ 1/√k'], 'log')
 """
 
 from __future__ import annotations
@@ -16,9 +23,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.landscape.quadratic import QuadraticModel
-from explorer.plots.common import NUMBER, nan_to_none, polyline
-from explorer.plots.theme import SEQUENTIAL, apply_layout, curvature_color
+from explorer.plots.common import NUMBER, nan_to_none
+from explorer.plots.theme import SEQUENTIAL, apply_layout
 
 #: A neutral colour for reference lines (closed forms, bounds).
 REFERENCE_COLOR = "#555555"
@@ -47,11 +53,27 @@ class Curve:
     band: tuple[Sequence[float], Sequence[float]] | None = None
 
 
+def reference_curve(
+    name: str,
+    x: Sequence[float],
+    y: Sequence[float],
+    color: str = REFERENCE_COLOR,
+    dash: str = "dash",
+) -> Curve:
+    """A line without markers: a closed form, a bound or a constant to compare with."""
+    return Curve(name, x, y, color, dash, markers=False)
+
+
 def _band_fill(color: str) -> str:
     if color.startswith("#") and len(color) == 7:
         red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
         return f"rgba({red},{green},{blue},0.18)"
     return "rgba(120,120,120,0.18)"
+
+
+def _positive(values: np.ndarray, log: bool) -> np.ndarray:
+    """``values`` with non-positive entries as gaps on a log axis."""
+    return np.where(values > 0, values, np.nan) if log else values
 
 
 def curves_figure(
@@ -60,8 +82,7 @@ def curves_figure(
     title: str,
     x_title: str,
     y_title: str,
-    log_x: bool = False,
-    log_y: bool = False,
+    log: str = "",
     height: int = 460,
 ) -> go.Figure:
     """Lines (with optional shaded bands) against a common kind of x.
@@ -71,24 +92,23 @@ def curves_figure(
         title: Figure title.
         x_title: X-axis title with units.
         y_title: Y-axis title with units.
-        log_x: Log x axis.
-        log_y: Log y axis (non-positive values become gaps).
+        log: The log axes: ``""``, ``"x"``, ``"y"`` or ``"xy"`` (on a log y axis
+            non-positive values become gaps).
         height: Pixels.
     """
+    if set(log) - {"x", "y"}:
+        raise ValueError(f"log = {log!r} must be '', 'x', 'y' or 'xy'")
+    log_y = "y" in log
     figure = go.Figure()
     for curve in curves:
         xs = np.asarray(curve.x, float)
-        ys = np.asarray(curve.y, float)
-        if log_y:
-            ys = np.where(ys > 0, ys, np.nan)
+        ys = _positive(np.asarray(curve.y, float), log_y)
         if curve.band is not None:
             low, high = (np.asarray(b, float) for b in curve.band)
-            if log_y:
-                low = np.where(low > 0, low, np.nan)
             figure.add_trace(
                 go.Scatter(
                     x=np.concatenate([xs, xs[::-1]]),
-                    y=nan_to_none(np.concatenate([high, low[::-1]])),
+                    y=nan_to_none(np.concatenate([high, _positive(low, log_y)[::-1]])),
                     mode="lines",
                     fill="toself",
                     fillcolor=_band_fill(curve.color),
@@ -117,7 +137,7 @@ def curves_figure(
     apply_layout(
         figure,
         title=title,
-        xaxis={"title": x_title, "type": "log" if log_x else "linear"},
+        xaxis={"title": x_title, "type": "log" if "x" in log else "linear"},
         yaxis={"title": y_title, "type": "log" if log_y else "linear"},
         height=height,
     )
@@ -184,30 +204,3 @@ def grid_heatmaps(
     figure.update_yaxes(title_text=y_title, row=1, col=1)
     apply_layout(figure, title=title, height=420, margin={"t": 90})
     return figure
-
-
-def optimum_model_traces(
-    models: Mapping[str, QuadraticModel], level: float
-) -> list[go.Scatter]:
-    """Level sets M_C = h(θ*) + ``level`` of models built at a minimum θ*.
-
-    At a minimum g = 0, so the level through θ* is the point itself; a level a
-    little above shows each model's ellipse: where it thinks the loss rises by
-    ``level`` (Kunstner et al. 2019, figure 2).
-    """
-    traces = []
-    for key, model in models.items():
-        xs, ys = polyline(model.level_set(level=model.value + level))
-        name = f"{model.label} model: h(θ*) + {level:.3g}"
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys,
-                mode="lines",
-                name=name,
-                legendgroup=f"model:{key}",
-                line={"color": curvature_color(key), "dash": "dash", "width": 2.5},
-                hovertemplate=f"{name}<extra></extra>",
-            )
-        )
-    return traces

@@ -42,10 +42,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from explorer.optimizers.frozen import freeze
+from explorer.runs.config import RunConfig
+from explorer.runs.settings import RunSettings
+
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-
-    from explorer.runner import RunConfig
 
 #: The columns of :meth:`History.to_frame`, in order.
 COLUMNS: tuple[str, ...] = (
@@ -107,7 +109,9 @@ class History:
     """Metrics, status and trajectory of one run (see the module docstring).
 
     Attributes:
-        config: The :class:`~explorer.runner.RunConfig` that produced it.
+        config: The :class:`~explorer.runs.config.RunConfig` that produced it, or
+            None for a problem built outside the registry
+            (:func:`~explorer.runs.runner.run_on`).
         rule: The update rule's registry key.
         label: The display name (``config.label`` or the rule key).
         status: One of :data:`STATUSES`.
@@ -116,9 +120,12 @@ class History:
         trajectory: Parameters (T, P), float64 on the CPU, at ``trajectory_steps``;
             None when not kept.
         trajectory_steps: The steps of the trajectory's rows.
+        rule_options: The rule's options as it ran, every default filled in
+            (default: the config's).
+        settings: The loop settings it ran with (default: the config's).
     """
 
-    config: RunConfig
+    config: RunConfig | None
     rule: str
     label: str
     status: str = "ok"
@@ -126,8 +133,16 @@ class History:
     metrics: dict[str, list[float]] = field(default_factory=dict)
     trajectory: Tensor | None = None
     trajectory_steps: list[int] = field(default_factory=list)
+    rule_options: Mapping[str, Any] | None = None
+    settings: RunSettings | None = None
 
     def __post_init__(self) -> None:
+        config = self.config
+        if self.rule_options is None:
+            self.rule_options = {} if config is None else config.resolved_rule_options
+        self.rule_options = freeze(dict(self.rule_options))
+        if self.settings is None:
+            self.settings = RunSettings() if config is None else config.settings
         if self.status not in STATUSES:
             raise ValueError(
                 f"status = {self.status!r} must be one of {', '.join(STATUSES)}"
@@ -234,7 +249,9 @@ class History:
             "rule": self.rule,
             "status": self.status,
             "message": self.message,
-            "config": self.config.to_dict(),
+            "config": None if self.config is None else self.config.to_dict(),
+            "rule_options": self.rule_options.to_dict(),
+            "settings": self.settings.to_dict(),
             "metrics": {
                 name: [_encode_float(v) for v in self.metrics[name]] for name in COLUMNS
             },
@@ -244,19 +261,26 @@ class History:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """The inverse of :meth:`to_dict`."""
-        from explorer.runner import RunConfig
-
+        """The inverse of :meth:`to_dict` (files without ``rule_options`` and
+        ``settings``, written before those were recorded, take them from the config).
+        """
         trajectory = None
         encoded = data.get("trajectory")
         if encoded is not None:
             raw = base64.b64decode(encoded["data"])
             array = np.frombuffer(raw, dtype="<f8").reshape(encoded["shape"])
             trajectory = torch.from_numpy(array.astype(np.float64))
+        config = data.get("config")
+        config = None if config is None else RunConfig.from_dict(config)
+        settings = data.get("settings")
+        settings = None if settings is None else RunSettings.from_dict(settings)
+        rule_options = data.get("rule_options")
         return cls(
-            config=RunConfig.from_dict(data["config"]),
+            config=config,
             rule=data["rule"],
             label=data["label"],
+            rule_options=rule_options,
+            settings=settings,
             status=data["status"],
             message=data.get("message", ""),
             metrics={

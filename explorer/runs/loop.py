@@ -1,5 +1,9 @@
 """The optimization loop behind :func:`explorer.run`: steps, costs and recording.
 
+:func:`execute` needs only the loop's :class:`~explorer.runs.settings.RunSettings`,
+a problem and an :class:`~explorer.optimizers.UpdateRule`; it knows nothing of
+registries or configs.
+
 Each step draws a gradient mini-batch, evaluates h and ∇h there, picks the curvature
 batch, lets the rule compute δ, and moves θ ← θ + δ. Metrics are evaluated only at
 the recorded steps and outside the timed region, so ``wall_time`` is the optimizer's
@@ -11,21 +15,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from explorer.curvature.solvers import IndefiniteCurvatureError
-from explorer.history import COLUMNS, History, trajectory_plan
 from explorer.optimizers.base import StepContext, UpdateRule
 from explorer.problems.base import Batch, Problem
+from explorer.runs.history import COLUMNS, History, trajectory_plan
+from explorer.runs.settings import RunSettings
 
-if TYPE_CHECKING:  # pragma: no cover
-    from explorer.runner import RunConfig
-
+#: Called as ``progress(step, total, metrics)`` after each recorded step.
 Progress = Callable[[int, int, dict[str, Any]], None]
+#: A ``threading.Event``, or a callable returning True once the run should stop.
+Cancel = Any
 
 #: Generator streams derived from the seed (seed + stream · 2³²).
 DATA_STREAM, CURVATURE_STREAM, RULE_STREAM = 0, 1, 2
@@ -79,13 +84,12 @@ class Averager:
 class Recorder:
     """Collects the rows of a :class:`History` and the kept trajectory."""
 
-    def __init__(self, config: RunConfig, problem: Problem) -> None:
+    def __init__(self, settings: RunSettings, problem: Problem) -> None:
         self.problem = problem
-        self.config = config
         self.plan = set(
-            record_plan(config.steps, config.record_steps, config.record_log)
+            record_plan(settings.steps, settings.record_steps, settings.record_log)
         )
-        self.keep = set(trajectory_plan(config.steps, problem.num_params))
+        self.keep = set(trajectory_plan(settings.steps, problem.num_params))
         self.metrics: dict[str, list[float]] = {name: [] for name in COLUMNS}
         self.rows: dict[int, int] = {}  # step -> row index
         self.trajectory: list[Tensor] = []
@@ -139,12 +143,21 @@ class Recorder:
             self.trajectory.append(theta.detach().to("cpu", torch.float64).clone())
             self.trajectory_steps.append(step)
 
-    def history(self, rule: str, status: str, message: str) -> History:
+    def history(
+        self,
+        rule: UpdateRule,
+        label: str,
+        settings: RunSettings,
+        status: str,
+        message: str,
+    ) -> History:
         trajectory = torch.stack(self.trajectory) if self.trajectory else None
         return History(
-            config=self.config,
-            rule=rule,
-            label=self.config.display_label,
+            config=None,
+            rule=rule.key,
+            label=label,
+            rule_options=rule.options,
+            settings=settings,
             status=status,
             message=message,
             metrics=self.metrics,
@@ -153,11 +166,11 @@ class Recorder:
         )
 
 
-def gradient_batch_size(config: RunConfig, problem: Problem) -> int | None:
+def gradient_batch_size(settings: RunSettings, problem: Problem) -> int | None:
     """The configured batch size; None (full batch) means 1 for streaming problems."""
-    if config.batch_size is None and problem.is_streaming:
+    if settings.batch_size is None and problem.is_streaming:
         return 1
-    return config.batch_size
+    return settings.batch_size
 
 
 def curvature_batch(
@@ -202,7 +215,7 @@ class LazyCurvatureBatch:
         return self.batch
 
 
-def _cancelled(cancel: Any) -> bool:
+def _cancelled(cancel: Cancel) -> bool:
     if cancel is None:
         return False
     if hasattr(cancel, "is_set"):
@@ -232,21 +245,35 @@ def _step_row(delta: Tensor, info: dict[str, float]) -> dict[str, float]:
 
 
 def execute(
-    config: RunConfig,
+    settings: RunSettings,
     problem: Problem,
     rule: UpdateRule,
+    *,
+    label: str | None = None,
     progress: Progress | None = None,
-    cancel: Any = None,
+    cancel: Cancel = None,
 ) -> History:
-    """Runs ``rule`` on ``problem`` for ``config.steps`` steps (see the module)."""
-    data_gen = seeded_generator(config.seed, DATA_STREAM)
-    curvature_gen = seeded_generator(config.seed, CURVATURE_STREAM)
-    rule_gen = seeded_generator(config.seed, RULE_STREAM)
-    batch_size = gradient_batch_size(config, problem)
-    recorder = Recorder(config, problem)
+    """Runs ``rule`` on ``problem`` for ``settings.steps`` steps (see the module).
+
+    Args:
+        settings: Steps, seed, batch sizes, averaging and the record plan.
+        problem: The problem (θ₀, data); never modified.
+        rule: The update rule, built from resolved options.
+        label: The history's display name (default: the rule key).
+        progress: Called as ``progress(step, total, metrics)`` after each recorded
+            step (``metrics`` is that row, plus its ``label``).
+        cancel: A ``threading.Event`` (or a callable returning True) checked before
+            every step; the run then stops with status ``"cancelled"``.
+    """
+    label = label or rule.key
+    data_gen = seeded_generator(settings.seed, DATA_STREAM)
+    curvature_gen = seeded_generator(settings.seed, CURVATURE_STREAM)
+    rule_gen = seeded_generator(settings.seed, RULE_STREAM)
+    batch_size = gradient_batch_size(settings, problem)
+    recorder = Recorder(settings, problem)
     theta = problem.theta0.clone()
     averager = Averager(
-        config.averaging, config.average_start, config.average_decay, theta
+        settings.averaging, settings.average_start, settings.average_decay, theta
     )
     state = rule.init(theta)
     costs = dict.fromkeys(
@@ -262,16 +289,16 @@ def execute(
             return False
         full = recorder.append(step, {**row, **costs, **step_row})
         if progress is not None:
-            progress(step, config.steps, {**full, "label": config.display_label})
+            progress(step, settings.steps, {**full, "label": label})
         return True
 
     record(0, theta, last_row)
     recorder.keep_theta(0, theta)
-    for k in range(config.steps):
+    for k in range(settings.steps):
         if _cancelled(cancel):
             status, message = (
                 "cancelled",
-                f"cancelled after {k} of {config.steps} steps",
+                f"cancelled after {k} of {settings.steps} steps",
             )
             break
         start = time.perf_counter()
@@ -283,7 +310,7 @@ def execute(
             status, message = "diverged", _diverged(k + 1, what, rule)
             break
         curvature_source = LazyCurvatureBatch(
-            problem, batch, config.curvature_batch_size, curvature_gen
+            problem, batch, settings.curvature_batch_size, curvature_gen
         )
         ctx = StepContext(
             problem, theta, loss, grad, batch, rule_gen, k, curvature_source
@@ -321,4 +348,4 @@ def execute(
     if status == "ok":
         batch = problem.sample_batch(batch_size, data_gen)
         recorder.set_grad_norm(good_step, float(problem.grad(theta, batch).norm()))
-    return recorder.history(rule.key, status, message)
+    return recorder.history(rule, label, settings, status, message)

@@ -49,3 +49,78 @@ def test_a_saved_runs_file_loads_and_reruns_identically():
         assert history.settings == history.config.settings
         assert history.rule_options == history.config.resolved_rule_options
     assert saved["mc"].rule_options["samples"] == 2
+
+
+#: ``explorer.__all__`` before the change.
+PUBLIC_BEFORE = [
+    "Batch",
+    "CURVATURES",
+    "CurvatureOperator",
+    "CurvatureSpec",
+    "DenseTooLargeError",
+    "Eigenpairs",
+    "History",
+    "IndefiniteCurvatureError",
+    "LossSpec",
+    "Option",
+    "PROBLEMS",
+    "Problem",
+    "ProblemSpec",
+    "RULES",
+    "Registry",
+    "RuleSpec",
+    "RunConfig",
+    "SpectralDensity",
+    "UnknownKeyError",
+    "UpdateRule",
+    "approximation_quality",
+    "compare",
+    "curvature",
+    "decision_boundary",
+    "direction_field",
+    "eigenpairs",
+    "generalized_spectrum",
+    "interpolate",
+    "lanczos",
+    "load_histories",
+    "loss_grid",
+    "pca_plane",
+    "plane_loss_grid",
+    "problem",
+    "quadratic_models",
+    "register_curvature",
+    "register_problem",
+    "register_rule",
+    "run",
+    "save_histories",
+    "spectral_density",
+]
+
+
+def test_every_public_name_from_before_is_still_exported():
+    assert set(PUBLIC_BEFORE) <= set(ex.__all__)
+    assert all(getattr(ex, name) is not None for name in ex.__all__)
+
+
+def test_a_run_config_reads_and_writes_the_flat_fields_it_always_had():
+    config = ex.RunConfig(
+        problem="digits_mlp",
+        problem_options={"hidden": [8]},
+        rule="kfac",
+        rule_options={"damping": 0.01},
+        steps=4,
+        seed=2,
+        batch_size=32,
+        label="k",
+    )
+    assert (config.steps, config.seed, config.batch_size, config.label) == (
+        4,
+        2,
+        32,
+        "k",
+    )
+    data = config.to_dict()
+    assert data["steps"] == 4 and data["rule_options"] == {"damping": 0.01}
+    assert ex.RunConfig.from_dict(data) == config
+    assert config.replace(steps=5).steps == 5 and config.replace(steps=5) != config
+    assert hash(config) == hash(ex.RunConfig.from_dict(data))

@@ -2,8 +2,8 @@ r"""``python -m explorer compare``: several update rules, same data, seed and st
 
 Example::
 
-    python -m explorer compare --problem digits_mlp \\
-        --rules sgd,natural_gradient,gauss_newton,kfac --steps 100 --seed 0 \\
+    python -m explorer compare --problem digits_mlp \
+        --rules sgd,natural_gradient,gauss_newton,kfac --steps 100 --seed 0 \
         --rule-option natural_gradient.damping=0.01 --out runs.json
 
 A config file (``--config``, JSON or TOML) may hold ``problem``, ``rules`` (keys, or
@@ -18,11 +18,11 @@ import argparse
 from typing import Any
 
 from explorer.commands.run import (
+    add_problem_argument,
     add_run_options,
     fields_from_args,
     listed_rules,
     parse_value,
-    rules_epilog,
     run_and_emit,
 )
 
@@ -30,11 +30,7 @@ HELP = "Compare update rules on one problem from the same start and data; JSON o
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = __doc__.split("\n", 2)[2] + rules_epilog()
-    parser.add_argument(
-        "--problem", help="A problem key (see `python -m explorer problems`)."
-    )
+    add_problem_argument(parser, __doc__)
     parser.add_argument(
         "--rules",
         default=None,

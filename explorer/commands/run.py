@@ -2,7 +2,7 @@ r"""``python -m explorer run``: one optimizer run from flags or a JSON/TOML conf
 
 Examples::
 
-    python -m explorer run --problem digits_mlp --rule natural_gradient \\
+    python -m explorer run --problem digits_mlp --rule natural_gradient \
         --rule-option damping=1e-3 --steps 50 --out run.json
     python -m explorer run --config run.toml --steps 10   # flags override the file
 
@@ -282,12 +282,19 @@ def emit(histories: Mapping[str, Any], args: argparse.Namespace, problem: Any) -
 
 
 # ---------------------------------------------------------------------- command
-def configure(parser: argparse.ArgumentParser) -> None:
+def add_problem_argument(parser: argparse.ArgumentParser, doc: str) -> None:
+    """The command's examples (from its module ``doc``) and rules under ``--help``,
+    and ``--problem``.
+    """
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = __doc__.split("\n", 2)[2] + rules_epilog()
+    parser.epilog = doc.split("\n", 2)[2] + rules_epilog()
     parser.add_argument(
         "--problem", help="A problem key (see `python -m explorer problems`)."
     )
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_problem_argument(parser, __doc__)
     parser.add_argument(
         "--rule",
         default=None,

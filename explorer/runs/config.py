@@ -83,6 +83,19 @@ class ProblemConfig:
         resolve_options(spec.options, options, where=f"problem {self.problem!r}")
         object.__setattr__(self, "options", options)
 
+    @classmethod
+    def of(
+        cls, problem: str, options: Mapping[str, Any], settings: RunSettings
+    ) -> ProblemConfig:
+        """The problem of runs with ``settings`` (their seed, dtype and device)."""
+        return cls(
+            problem,
+            options,
+            seed=settings.seed,
+            dtype=settings.dtype,
+            device=settings.device,
+        )
+
     def build(self) -> Problem:
         """The problem (a new instance; callers that share one cache it)."""
         return problem(
@@ -185,14 +198,7 @@ class RunConfig:
     @property
     def problem_config(self) -> ProblemConfig:
         """What builds this run's problem."""
-        settings = self.settings
-        return ProblemConfig(
-            self.problem,
-            self.problem_options,
-            seed=settings.seed,
-            dtype=settings.dtype,
-            device=settings.device,
-        )
+        return ProblemConfig.of(self.problem, self.problem_options, self.settings)
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` (any field or loop setting; validated again)."""

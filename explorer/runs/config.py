@@ -4,7 +4,7 @@ A :class:`RunConfig` is a problem (key and options), an update rule (key and
 options), the loop's :class:`~explorer.runs.settings.RunSettings` and a display
 label. It is frozen and hashable — the cache key in the app and the
 reproducibility record on disk — and validated once, on construction: the rule's
-options are resolved there and kept (:attr:`RunConfig.resolved_rule_options`), so
+options are resolved there and kept (:meth:`RunConfig.resolved_rule_options`), so
 nothing downstream validates them again.
 
 :class:`ProblemConfig` is the part that builds the problem (key, options, seed,
@@ -127,7 +127,7 @@ class RunConfig:
         problem_options: Its options.
         rule: A key of ``explorer.RULES``.
         rule_options: Its options as given (and, for curvature rules, the
-            curvature's); :attr:`resolved_rule_options` has every default too.
+            curvature's); :meth:`resolved_rule_options` has every default too.
         settings: Steps, seed, batch sizes, averaging, record plan, device, dtype.
         label: Display name (None: the rule key).
 
@@ -147,9 +147,7 @@ class RunConfig:
     rule_options: FrozenOptions
     settings: RunSettings
     label: str | None
-    resolved_rule_options: ResolvedOptions = field(
-        init=False, compare=False, repr=False
-    )
+    _resolved: ResolvedOptions = field(init=False, compare=False, repr=False)
 
     def __init__(
         self,
@@ -169,7 +167,7 @@ class RunConfig:
         set_(self, "rule", rule)
         rule_options = _frozen_mapping("rule_options", rule_options)
         set_(self, "rule_options", rule_options)
-        set_(self, "resolved_rule_options", RULES[rule].resolve(rule_options))
+        set_(self, "_resolved", RULES[rule].resolve(rule_options))
         unknown = sorted(set(setting_fields) - set(RunSettings.names()))
         if unknown:
             raise ValueError(
@@ -194,6 +192,12 @@ class RunConfig:
     def display_label(self) -> str:
         """``label``, or the rule key."""
         return self.label or self.rule
+
+    def resolved_rule_options(self) -> ResolvedOptions:
+        """The rule's options with every default filled in (resolved once, when the
+        config was made).
+        """
+        return self._resolved
 
     @property
     def problem_config(self) -> ProblemConfig:

@@ -139,7 +139,7 @@ class History:
     def __post_init__(self) -> None:
         config = self.config
         if self.rule_options is None:
-            self.rule_options = {} if config is None else config.resolved_rule_options
+            self.rule_options = {} if config is None else config.resolved_rule_options()
         self.rule_options = freeze(dict(self.rule_options))
         if self.settings is None:
             self.settings = RunSettings() if config is None else config.settings

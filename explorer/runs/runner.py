@@ -116,7 +116,7 @@ def run(
             layers), or an invalid batch size; raised before any step.
     """
     problem = config.problem_config.build() if problem is None else problem
-    prepared = prepare_rule(problem, config.rule, config.resolved_rule_options)
+    prepared = prepare_rule(problem, config.rule, config.resolved_rule_options())
     return _execute(config, problem, prepared, progress, cancel)
 
 
@@ -179,7 +179,7 @@ def run_configs(
                 problems[key] = key.build()
             on = problems[key]
         prepared.append(
-            (config, on, prepare_rule(on, config.rule, config.resolved_rule_options))
+            (config, on, prepare_rule(on, config.rule, config.resolved_rule_options()))
         )
     return {
         config.display_label: _execute(config, on, rule, progress, cancel)

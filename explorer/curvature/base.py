@@ -158,7 +158,7 @@ class LinearOperator:
 
     def kronecker_factors(self) -> tuple[KroneckerBlock, ...]:
         """The factors of each block where ``tags.kronecker``."""
-        raise NotImplementedError(f"{self.key} is not declared Kronecker-factored")
+        raise ValueError(f"{self.key} is not declared Kronecker-factored")
 
     # ----------------------------------------------------------------- sizes
     @property

@@ -32,9 +32,14 @@ class _OfBase(DelegatingOperator):
     base_key: ClassVar[str] = ""
 
     @classmethod
-    def base_tags(cls, problem: Problem | None) -> Tags:
-        """The base curvature's tags on ``problem`` (with its default options)."""
-        return CURVATURES[cls.base_key].tags(problem)
+    def tags_for(
+        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
+    ) -> Tags:
+        """The declared structure, PSD and sampled as the base curvature is on
+        ``problem`` (with its default options).
+        """
+        base = CURVATURES[cls.base_key].tags(problem)
+        return cls.declared.replace(psd=base.psd, sampled=base.sampled)
 
     @classmethod
     def incompatibility(
@@ -53,13 +58,6 @@ class DiagonalOperator(_OfBase):
 
     declared = Tags(symmetric=True, diagonal=True, block_diagonal=True)
 
-    @classmethod
-    def tags_for(
-        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
-    ) -> Tags:
-        base = cls.base_tags(problem)
-        return cls.declared.replace(psd=base.psd, sampled=base.sampled)
-
     def _setup(self) -> None:
         base = self._build_base()
         self.linear = DiagonalMatrixOperator(base.diag(), key=self.key, tags=self.tags)
@@ -75,13 +73,6 @@ class BlockDiagonalOperator(_OfBase):
     """The per-layer diagonal blocks of a base curvature C (``base_key``)."""
 
     declared = Tags(symmetric=True, block_diagonal=True)
-
-    @classmethod
-    def tags_for(
-        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
-    ) -> Tags:
-        base = cls.base_tags(problem)
-        return cls.declared.replace(psd=base.psd, sampled=base.sampled)
 
     def _setup(self) -> None:
         base = self._build_base()

@@ -36,12 +36,13 @@ from torch import Tensor
 
 from explorer.check.results import CostResult, PointResult
 from explorer.check.settings import CheckSettings
+from explorer.curvature.algebra import DenseOperator
 from explorer.curvature.registry import CURVATURES
 from explorer.curvature.solvers import IndefiniteCurvatureError
 from explorer.spectra.dense import symmetric_eigh
 from explorer.spectra.extreme import eigenpairs
 from explorer.spectra.generalized import generalized_spectrum
-from explorer.spectra.operators import DenseOperator, random_vector
+from explorer.spectra.operators import random_vector
 from explorer.spectra.quality import approximation_quality
 from explorer.spectra.slq import hutchinson_trace
 

@@ -101,14 +101,6 @@ def with_curvature(
     return Transform(init, update)
 
 
-def has_structured_solve(operator: LinearOperator) -> bool:
-    """Whether the operator solves in closed form (declared diagonal or
-    block-diagonal, or its own solver, e.g. K-FAC's), so that ``"auto"`` need not
-    fall back to conjugate gradients for large P.
-    """
-    return operator.has_closed_form_solve
-
-
 class SolveState(NamedTuple):
     """The previous solution p (for warm starts), None before the first step."""
 
@@ -152,7 +144,7 @@ def solve_damped(
         operator, damping = _curvature_and_damping(ctx)
         direct = solver == "direct" or (
             solver == "auto"
-            and (has_structured_solve(operator) or operator.size <= dense_max_params)
+            and (operator.has_closed_form_solve or operator.size <= dense_max_params)
         )
         if direct:
             solution = operator.solve(updates, damping)

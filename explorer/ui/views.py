@@ -40,9 +40,14 @@ def cached_problem(key: str, _config: ProblemConfig) -> ex.Problem:
     return _config.build()
 
 
+def view_config(experiment: Experiment) -> ProblemConfig:
+    """What builds the views' copy of the experiment's problem: on the CPU."""
+    return experiment.problem_config.replace(device="cpu")
+
+
 def view_problem(experiment: Experiment) -> ex.Problem:
     """The experiment's problem on the CPU, built once for every page and session."""
-    config = experiment.problem_config.replace(device="cpu")
+    config = view_config(experiment)
     return cached_problem(repr(config), config)
 
 
@@ -50,7 +55,7 @@ def problem_and_point(container: Any = st) -> Point:
     """The Compare page's problem, and θ₀ or a step of one of its runs."""
     experiment, job = state.compare_context()
     problem = view_problem(experiment)
-    problem_key = repr(experiment.problem_config)
+    problem_key = repr(view_config(experiment))
     container.markdown(
         f"**Problem:** {problem.label} (P = {problem.num_params:,}) — "
         "change it on the Compare page."

@@ -1,13 +1,16 @@
 # Curvature Explorer: a CPU-only image for a teaching deployment.
 #   docker build -t curvature-explorer .
 #   docker run --rm -p 8501:8501 curvature-explorer
+# The app alone runs its compute on a local Dask cluster (one single-threaded worker
+# process per core). compose.yaml runs the same image as a Dask scheduler, workers
+# (dask worker ... --preload explorer.server.preload) and the app:
+#   docker compose up --build --scale worker=4
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    OMP_NUM_THREADS=2
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 RUN useradd --create-home --uid 10001 explorer
 WORKDIR /app
@@ -16,6 +19,12 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && pip install -r requirements.txt
+
+# Every Dask worker process runs one task on one thread. PYTHONPATH lets
+# `dask worker` (whose sys.path does not hold the working folder) import explorer.
+ENV OMP_NUM_THREADS=1 \
+    PYTHONPATH=/app \
+    EXPLORER_CACHE_DIR=/home/explorer/.cache/curvature-explorer/results
 
 COPY --chown=explorer:explorer . .
 USER explorer

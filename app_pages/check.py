@@ -54,8 +54,8 @@ elif submitted:
         damping=float(damping),
         race=race,
     )
-    ui.run_with_progress(key, settings)
+    ui.request_battery(key, settings)
 
-result = st.session_state.get(ui.RESULT_KEY)
+result = ui.battery_result()
 if result is not None:
     ui.show_report(result)

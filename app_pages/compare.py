@@ -1,8 +1,10 @@
 import streamlit as st
 
+from explorer.server.limits import LimitExceeded
 from explorer.ui import compare, results, state
 
 INLINE_WAIT = 0.7  # seconds: short runs show their results without a progress view
+POLL_SECONDS = 1.0  # the progress fragment's refresh: modest, a class shares the server
 
 st.title("Compare optimizers")
 st.markdown(
@@ -11,6 +13,7 @@ st.markdown(
     "Gauss-Newton matrix, the Hessian, K-FAC, the empirical Fisher or any registered "
     "curvature. The URL holds the whole configuration: copy it to share the experiment."
 )
+state.engine_or_stop()
 for warning in state.ensure_seeded(st.query_params.to_dict()):
     st.warning(warning)
 job = state.current_job()
@@ -32,21 +35,33 @@ except ValueError as error:
 for note in compare.explanations(experiment):
     st.info(note)
 
-if st.button("Run", type="primary", disabled=running or not rules) or job is None:
+clicked = st.button("Run", type="primary", disabled=running or not rules)
+waiting = None if clicked or job is not None else state.autostart_refusal(experiment)
+if clicked or (job is None and waiting is None):
     state.write_url(experiment)
-    job = state.start_job(experiment, configs)
+    try:
+        job = state.start_job(experiment, configs)
+    except LimitExceeded as error:
+        st.error(f"Not started: {error}")
+        st.stop()
     job.wait(INLINE_WAIT)
+elif job is None:
+    st.info(waiting)
+    st.stop()
 
 
-@st.fragment(run_every=0.5)
+@st.fragment(run_every=POLL_SECONDS)
 def progress_view(job) -> None:
     if job.done:
         st.rerun()
+    queue_note = results.queue_text(job)
+    if queue_note:
+        st.info(queue_note)
     st.progress(job.fraction_done(), text=results.progress_text(job))
     if st.button(
         "Stop",
-        help="Stops the running optimizer after its current step; "
-        "the results so far are kept.",
+        help="Stops the running optimizer after its current step and takes the "
+        "others out of the queue; the results so far are kept.",
     ):
         job.cancel()
     results.plot(results.live_figure(job), "live loss", key="cmp.live")
@@ -57,5 +72,5 @@ if not job.done:
 else:
     if job.experiment != experiment:
         st.caption("Settings changed since these results: press **Run** to update.")
-    st.caption(f"Finished in {job.elapsed:.1f} s.")
+    st.caption(results.finished_text(job))
     results.results(job)

@@ -19,7 +19,9 @@ chosen = cv.curvature_picker(keys)
 if not chosen:
     st.info("Choose at least one curvature above.")
     st.stop()
-analysis = cv.analyse(point.key, point, chosen, reference, damping, 10)
+analysis = cv.analyse(point, chosen, reference, damping, 10)
+if analysis is None:
+    st.stop()
 st.caption(f"At {point.description}.")
 for key, error in analysis.errors.items():
     st.warning(f"**{key}**: {error}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -26,6 +27,26 @@ def run_until_done(at: AppTest, timeout: float = 120.0) -> AppTest:
         time.sleep(0.5)
         at.run()
     assert not at.get("progress"), "the comparison did not finish in time"
+    return at
+
+
+#: The text of a view waiting for its computation on the engine.
+WAITING = re.compile(r"queued, place \d+|computing on a worker")
+
+
+def waiting(at: AppTest) -> bool:
+    return any(WAITING.search(info.value) for info in at.info)
+
+
+def settle(at: AppTest, timeout: float = 120.0, *, run_first: bool = True) -> AppTest:
+    """Reruns until no view waits for the engine (AppTest runs no fragment timers)."""
+    if run_first:
+        at.run()
+    deadline = time.monotonic() + timeout
+    while waiting(at) and time.monotonic() < deadline:
+        time.sleep(0.3)
+        at.run()
+    assert not waiting(at), "a view's computation did not finish in time"
     return at
 
 

@@ -8,7 +8,14 @@ import streamlit as st
 import explorer as ex
 from explorer.runs import Experiment, RuleChoice
 from explorer.ui import exports
-from tests.app_helpers import ROOT, figure_titled, page, run_until_done, trace_names
+from tests.app_helpers import (
+    ROOT,
+    figure_titled,
+    page,
+    run_until_done,
+    settle,
+    trace_names,
+)
 from tests.plotly_json import array
 
 
@@ -180,8 +187,7 @@ def test_exported_script_reproduces_the_numbers(tmp_path):
     ],
 )
 def test_other_pages_render(name, query):
-    at = page(name, **query)
-    at.run()
+    at = settle(page(name, **query))
     assert not at.exception
     if name != "theory":
         assert at.get("plotly_chart")
@@ -191,7 +197,7 @@ def test_curvature_page_shows_fisher_equals_ggn_for_cross_entropy():
     at = page(
         "curvature", problem="moons_mlp", **{"p.num_samples": "40", "p.hidden": "4"}
     )
-    at.run()
+    settle(at)
     difference = figure_titled(at, "ggn − fisher")
     title = difference["layout"]["title"]["text"]
     measured = float(re.search(r"= ([-+0-9.e]+)\)", title).group(1))
@@ -242,3 +248,33 @@ def test_app_navigation_reaches_every_page():
     assert not at.exception
     assert at.selectbox(key="cmp.problem").value == "linreg_2d"
     assert at.number_input(key="cmp.run.steps").value == 2
+
+
+def test_two_sessions_see_only_their_own_configuration_and_results():
+    query = {"problem": "linreg_2d", "rules": "sgd", "steps": "15"}
+    first = run_until_done(page("compare", **query, seed="1"))
+    second = run_until_done(page("compare", **query, seed="2"))
+    jobs = [at.session_state["cmp.job"] for at in (first, second)]
+    assert jobs[0] is not jobs[1] and jobs[0].session != jobs[1].session
+    losses = [job.histories()["sgd"].metrics["loss"] for job in jobs]
+    assert losses[0] != losses[1]  # different seeds, different data
+    assert losses[0] == ex.run(jobs[0].configs[0]).metrics["loss"]
+    # only an identical configuration shares a result: a third session, seed 1
+    third = run_until_done(page("compare", **query, seed="1"))
+    job = third.session_state["cmp.job"]
+    assert job.states[0].cached and job.histories()["sgd"].same_as(
+        jobs[0].histories()["sgd"]
+    )
+    assert any("from the server's cache" in c.value for c in third.caption)
+
+
+def test_a_large_link_waits_for_run_and_a_limit_is_refused_by_name():
+    at = page("compare", problem="linreg_2d", rules="sgd", steps="10000")
+    at.run()
+    assert "cmp.job" not in at.session_state
+    assert any("press **Run**" in info.value for info in at.info), at.info
+    at = page("compare", problem="linreg_2d", rules="sgd", steps="30000")
+    at.run()
+    next(b for b in at.button if b.label == "Run").click().run()
+    assert "cmp.job" not in at.session_state
+    assert any("EXPLORER_MAX_STEPS" in error.value for error in at.error), at.error

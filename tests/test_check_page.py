@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import explorer as ex
 from explorer.ui.check import ALLOW_UPLOAD
+from tests.app_helpers import settle
 from tests.plotly_json import array
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app_pages" / "check.py")
@@ -51,6 +52,7 @@ def _run_battery(at, key, steps=3):
     at.multiselect[0].set_value(["linreg_2d"])
     at.number_input[0].set_value(steps)
     at.button[0].click().run()
+    settle(at, run_first=False)
     assert not at.exception
     return at
 

@@ -5,11 +5,13 @@ steps are carried out faithfully in a fresh virtual environment:
 
 * ``FROM python:X.Y-slim``: a venv of a Python X.Y that the image's user can run
   (this interpreter, or the system's when this one lives under ``/root``).
-* ``ENV``: the same variables for every step, with two substitutions that change no
+* ``ENV``: the same variables from that step on, with substitutions that change no
   outcome: ``PIP_NO_CACHE_DIR`` is dropped (it only keeps the image small; pip's
-  cache makes the rebuild fast) and ``PIP_RETRIES=0`` is added (the PyTorch CPU
+  cache makes the rebuild fast), ``PIP_RETRIES=0`` is added (the PyTorch CPU
   index is unreachable here; pip skips an unreachable index and takes
-  ``torch==2.13.0`` from the machine's local wheels, so the retries only cost time).
+  ``torch==2.13.0`` from the machine's local wheels, so the retries only cost time),
+  and the image's folders in a value (``/app``, the user's ``/home/NAME``) become
+  the build's.
 * ``RUN useradd --uid N``: no user is created; later steps run as uid/gid N when
   the tests run as root (as in CI), else as the current (non-root) user.
 * ``WORKDIR``, ``COPY`` (with ``.dockerignore`` and ``--chown``), other ``RUN``
@@ -18,6 +20,13 @@ steps are carried out faithfully in a fresh virtual environment:
   as root's home), with the venv first on PATH.
 * ``CMD`` and ``HEALTHCHECK``: run as written, with the port replaced by a free one
   and the address ``0.0.0.0`` by ``127.0.0.1``.
+
+``compose.yaml`` runs that image as a Dask scheduler, workers and the app. Its
+services' commands, environments and health checks run in the same build, as
+the image's user, with their ports replaced by free ones, the host of another
+service (``tcp://scheduler:8786``) and an empty or ``0.0.0.0`` host by
+``127.0.0.1``, and ``--host 127.0.0.1`` added to ``dask scheduler`` and ``dask
+worker`` (each container has its own address; here they share the loopback).
 
 Like Docker's layer cache, the install steps are reused while their inputs (the
 instructions up to the last install and the files they copy) are unchanged.
@@ -37,10 +46,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.browser import harness
 
@@ -171,6 +182,27 @@ def build_context(root: Path = ROOT) -> list[str]:
     return files
 
 
+def env_of(instruction: Instruction) -> dict[str, str]:
+    """The variables of one ``ENV name=value ...`` instruction."""
+    values = {}
+    for word in shlex.split(instruction.args):
+        name, _, value = word.partition("=")
+        values[name] = value
+    return values
+
+
+def in_build(value: str, folders: dict[str, Path]) -> str:
+    """An ``ENV`` value with the image's folders (keys) replaced by the build's."""
+    parts = []
+    for part in value.split(os.pathsep):
+        for image_path, folder in folders.items():
+            if part == image_path or part.startswith(image_path + "/"):
+                part = str(folder) + part[len(image_path) :]
+                break
+        parts.append(part)
+    return os.pathsep.join(parts)
+
+
 # ------------------------------------------------------------- the Dockerfile
 @dataclass
 class Dockerfile:
@@ -191,9 +223,7 @@ class Dockerfile:
     def env(self) -> dict[str, str]:
         values = {}
         for instruction in self.all("ENV"):
-            for word in shlex.split(instruction.args):
-                name, _, value = word.partition("=")
-                values[name] = value
+            values.update(env_of(instruction))
         return values
 
     def cmd(self) -> list[str]:
@@ -328,11 +358,13 @@ class Image:
     env: dict[str, str]
     popen: dict = field(default_factory=dict)
 
-    def run(self, command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    def run(
+        self, command: list[str], env: dict[str, str] | None = None, **kwargs
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             command,
             cwd=self.app,
-            env=self.env,
+            env=self.env if env is None else env,
             capture_output=True,
             text=True,
             check=False,
@@ -423,7 +455,7 @@ def base_python(version: str, uid: int | None) -> str:
 def build_image(dockerfile: Dockerfile) -> Image:
     match = re.fullmatch(r"python:(3\.\d+).*", dockerfile.instructions[0].args)
     version = match.group(1)
-    _, image_uid = dockerfile.user_uid()
+    user, image_uid = dockerfile.user_uid()
     as_root = os.geteuid() == 0
     # Later steps run as the image's user; a non-root developer is one already.
     uid = image_uid if as_root else None
@@ -450,16 +482,18 @@ def build_image(dockerfile: Dockerfile) -> Image:
         for k, v in os.environ.items()
         if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PIP_USER")
     }
-    build_env.update(dockerfile.env())
-    build_env.pop("PIP_NO_CACHE_DIR", None)  # substitution: reuse pip's cache
     build_env["PIP_RETRIES"] = "0"  # substitution: the CPU index is unreachable here
     build_env["PATH"] = f"{venv / 'bin'}{os.pathsep}{build_env.get('PATH', '')}"
-    run_env = dict(build_env, HOME=str(home), TMPDIR=str(tmp))
+    folders = {"/app": app, f"/home/{user}": home}
 
     if not cached:
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
     for instruction in dockerfile.instructions[1:]:
-        if instruction.keyword == "WORKDIR":
+        if instruction.keyword == "ENV":
+            for name, value in env_of(instruction).items():
+                build_env[name] = in_build(value, folders)
+            build_env.pop("PIP_NO_CACHE_DIR", None)  # substitution: reuse pip's cache
+        elif instruction.keyword == "WORKDIR":
             assert Path(instruction.args.strip()) == Path("/app"), "WORKDIR /app only"
             app.mkdir(parents=True, exist_ok=True)
         elif instruction.keyword == "COPY":
@@ -483,6 +517,7 @@ def build_image(dockerfile: Dockerfile) -> Image:
                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             )
     (layer / ".complete").touch()
+    run_env = dict(build_env, HOME=str(home), TMPDIR=str(tmp))
     popen = {}
     if uid is not None:
         _chown_tree(home, uid)
@@ -606,3 +641,305 @@ def test_hadolint_finds_no_warnings():
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+# ---------------------------------------------------------------- compose.yaml
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES = COMPOSE["services"]
+PROBE_URL = re.compile(r"http://127\.0\.0\.1:(\d+)/[\w/]*")
+
+
+def service_command(name: str) -> list[str]:
+    """What the service runs: its ``command`` (list or string), else the ``CMD``."""
+    command = SERVICES[name].get("command")
+    if command is None:
+        return DOCKER.cmd()
+    return shlex.split(command) if isinstance(command, str) else list(command)
+
+
+def service_healthcheck(name: str) -> list[str]:
+    """The service's ``healthcheck.test`` as a command line."""
+    test = SERVICES[name]["healthcheck"]["test"]
+    if isinstance(test, str):
+        return ["/bin/sh", "-c", test]
+    assert test[0] in ("CMD", "CMD-SHELL"), f"{name}: healthcheck test {test}"
+    return list(test[1:]) if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
+
+
+def service_env(name: str) -> dict[str, str]:
+    environment = SERVICES[name].get("environment") or {}
+    if isinstance(environment, list):
+        environment = dict(item.partition("=")[::2] for item in environment)
+    return {key: str(value) for key, value in environment.items()}
+
+
+def seconds(duration: str) -> float:
+    """A Compose duration such as ``1m30s`` or ``5s``."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", str(duration))
+    assert parts, f"not a duration: {duration}"
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def probe_port(name: str) -> int:
+    """The port whose ``/health`` or ``/_stcore/health`` the service's check asks."""
+    match = PROBE_URL.search(" ".join(service_healthcheck(name)))
+    assert match, f"{name}: the healthcheck asks no http://127.0.0.1 URL"
+    return int(match.group(1))
+
+
+def test_compose_file_follows_the_compose_spec():
+    assert "version" not in COMPOSE, "the Compose spec has no version key"
+    assert set(SERVICES) == {"scheduler", "worker", "app"}
+    for name in SERVICES:
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name), name
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_compose_service_is_this_image_run_by_its_user(name):
+    service = SERVICES[name]
+    build = service.get("build")
+    if isinstance(build, dict):
+        assert build.get("dockerfile", "Dockerfile") == "Dockerfile", name
+        build = build.get("context")
+    assert build == ".", f"{name} must build from this folder's Dockerfile"
+    assert service.get("image") == "curvature-explorer", name
+    user = str(service.get("user", DOCKER.user_uid()[0]))
+    assert user.split(":")[0] not in ("root", "0"), f"{name} runs as root"
+    assert not service.get("privileged"), name
+    assert "entrypoint" not in service, f"{name}: the image has no entrypoint"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_compose_service_has_a_healthcheck_that_gives_up_in_time(name):
+    check = SERVICES[name].get("healthcheck")
+    assert check and not check.get("disable"), f"{name} has no healthcheck"
+    command = service_healthcheck(name)
+    assert command[:2] == ["python", "-c"], "the slim image has no curl"
+    assert re.search(r"!= b'ok'", command[-1]), "healthy only on an 'ok' body"
+    probe = float(re.search(r"timeout=(\d+(?:\.\d+)?)", command[-1]).group(1))
+    assert probe < seconds(check["timeout"]), "the probe must give up first"
+    assert seconds(check.get("start_period", "0s")) >= 10, name
+
+
+def test_compose_scheduler_serves_dask_and_its_health():
+    command = service_command("scheduler")
+    assert command[:2] == ["dask", "scheduler"]
+    options = options_of(command)
+    assert options["port"] == "8786"
+    assert options["dashboard-address"].rsplit(":", 1)[1] == str(
+        probe_port("scheduler")
+    )
+    assert "/health" in " ".join(service_healthcheck("scheduler"))
+    assert not SERVICES["scheduler"].get("ports"), (
+        "a Dask scheduler runs any client's code: keep it off the host's ports"
+    )
+
+
+def test_compose_worker_is_one_preloaded_single_threaded_process():
+    command = service_command("worker")
+    assert command[:2] == ["dask", "worker"]
+    scheduler_port = options_of(service_command("scheduler"))["port"]
+    assert f"tcp://scheduler:{scheduler_port}" in command
+    options = options_of(command)
+    assert options["nthreads"] == "1"
+    assert options.get("nworkers", "1") == "1", "scale containers, not processes"
+    assert options["preload"] == "explorer.server.preload"
+    assert options["dashboard-address"].rsplit(":", 1)[1] == str(probe_port("worker"))
+    assert "/health" in " ".join(service_healthcheck("worker"))
+    assert not SERVICES["worker"].get("ports"), "workers publish nothing"
+    assert "container_name" not in SERVICES["worker"], "--scale needs free names"
+    assert SERVICES["worker"]["depends_on"]["scheduler"] == {
+        "condition": "service_healthy"
+    }
+
+
+def test_compose_app_is_the_image_command_sent_to_the_scheduler():
+    assert service_command("app") == DOCKER.cmd()
+    scheduler_port = options_of(service_command("scheduler"))["port"]
+    assert service_env("app")["EXPLORER_DASK_SCHEDULER"] == (
+        f"tcp://scheduler:{scheduler_port}"
+    )
+    assert service_healthcheck("app") == DOCKER.healthcheck()[1]
+    assert [str(port) for port in SERVICES["app"]["ports"]] == [f"{PORT}:{PORT}"]
+    assert SERVICES["app"]["depends_on"]["scheduler"] == {
+        "condition": "service_healthy"
+    }
+
+
+def test_image_environment_suits_single_threaded_dask_workers():
+    env = DOCKER.env()
+    assert env["OMP_NUM_THREADS"] == "1", "each worker process runs on one thread"
+    workdir = DOCKER.one("WORKDIR").args.strip()
+    assert workdir in env["PYTHONPATH"].split(":"), "dask worker imports explorer"
+    user, _ = DOCKER.user_uid()
+    assert env["EXPLORER_CACHE_DIR"].startswith(f"/home/{user}/"), (
+        "the results cache must be writable by the image's user"
+    )
+
+
+# ------------------------------------------- the compose services, in the build
+@dataclass
+class Cluster:
+    """The compose services started in the build, each on free loopback ports."""
+
+    image: Image
+    ports: dict[int, int]
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def localize(self, words: list[str]) -> list[str]:
+        """Service hosts and empty hosts to 127.0.0.1, ports to the free ones."""
+        out = []
+        for index, word in enumerate(words):
+            for name in SERVICES:
+                word = word.replace(f"//{name}:", "//127.0.0.1:")
+            word = word.replace("0.0.0.0", "127.0.0.1")
+            if re.fullmatch(r":\d+", word):
+                word = "127.0.0.1" + word
+            word = re.sub(
+                r"(?<=[:=])(\d+)\b",
+                lambda m: str(self.ports.get(int(m.group(1)), m.group(1))),
+                word,
+            )
+            if word.isdigit() and index and words[index - 1].endswith("port"):
+                word = str(self.ports.get(int(word), word))
+            out.append(word)
+        if out[:2] in (["dask", "scheduler"], ["dask", "worker"]):
+            out += ["--host", "127.0.0.1"]
+        return out
+
+    def env(self, name: str) -> dict[str, str]:
+        extra = {k: self.localize([v])[0] for k, v in service_env(name).items()}
+        return dict(self.image.env, **extra)
+
+    def healthcheck(self, name: str) -> subprocess.CompletedProcess:
+        command = self.localize(service_healthcheck(name))
+        return self.image.run(command, env=self.env(name), timeout=30)
+
+    def url(self, name: str) -> str:
+        return PROBE_URL.search(" ".join(self.localize(service_healthcheck(name))))[0]
+
+    def log(self, name: str) -> str:
+        return self.logs[name].read_text(errors="replace")[-4000:]
+
+    def start(self, name: str, timeout: float) -> None:
+        """Starts the service and waits until its health URL answers ``ok``."""
+        self.logs[name] = self.image.app.parent / f"{name}.log"
+        with open(self.logs[name], "wb") as log:
+            self.processes[name] = process = subprocess.Popen(
+                self.localize(service_command(name)),
+                cwd=self.image.app,
+                env=self.env(name),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=harness.die_with_parent,  # after the user switch
+                **self.image.popen,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            if harness.health(self.url(name)) == (200, b"ok"):
+                return
+            time.sleep(0.25)
+        state = (
+            f"exited with code {process.returncode}"
+            if process.poll() is not None
+            else f"not healthy in {timeout:.0f} s"
+        )
+        raise AssertionError(f"{name} {state}; log:\n{self.log(name)}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes.values()):
+            harness.stop(process)
+
+
+@pytest.fixture(scope="module")
+def cluster(image):
+    """The scheduler and one worker of compose.yaml, started in the image's build."""
+    ports = {
+        port: harness.free_port()
+        for port in {
+            int(options_of(service_command("scheduler"))["port"]),
+            *(probe_port(name) for name in SERVICES),
+        }
+    }
+    started = Cluster(image, ports)
+    try:
+        for name in ("scheduler", "worker"):
+            check = started.healthcheck(name)
+            assert check.returncode != 0, f"{name} healthy before it started?"
+        started.start("scheduler", timeout=60)
+        started.start("worker", timeout=120)  # the preload imports torch and explorer
+        yield started
+    finally:
+        started.stop()
+
+
+CLUSTER_CHECK = textwrap.dedent(
+    """
+    import json, sys
+    from distributed import Client
+
+    def probe(preload):
+        import os, sys, torch, explorer
+        return {
+            "explorer": explorer.__file__,
+            "threads": torch.get_num_threads(),
+            "preloaded": preload in sys.modules,
+            "uid": os.getuid(),
+        }
+
+    with Client(sys.argv[1], timeout=60) as client:
+        client.wait_for_workers(1, timeout=60)
+        future = client.submit(probe, sys.argv[2], pure=False)
+        print(json.dumps(future.result(timeout=120)))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["scheduler", "worker"])
+def test_compose_dask_service_reports_healthy(cluster, name):
+    check = cluster.healthcheck(name)
+    assert check.returncode == 0, check.stdout + check.stderr + cluster.log(name)
+
+
+@pytest.mark.slow
+def test_compose_worker_runs_explorer_on_one_thread_after_its_preload(cluster):
+    """A client in the image sends the scheduler a task that the worker runs."""
+    scheduler_port = options_of(service_command("scheduler"))["port"]
+    address = cluster.localize([f"tcp://scheduler:{scheduler_port}"])[0]
+    preload = options_of(service_command("worker"))["preload"]
+    python = str(cluster.image.venv / "bin" / "python")
+    done = cluster.image.run(
+        [python, "-c", CLUSTER_CHECK, address, preload],
+        timeout=240,
+    )
+    assert done.returncode == 0, (
+        done.stdout[-2000:] + done.stderr[-4000:] + cluster.log("worker")
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["threads"] == 1
+    assert result["preloaded"], f"{preload} did not run on the worker"
+    assert Path(result["explorer"]).is_relative_to(cluster.image.app)
+    if cluster.image.popen:
+        assert result["uid"] == DOCKER.user_uid()[1]
+
+
+@pytest.mark.slow
+def test_compose_app_starts_with_the_scheduler_and_reports_healthy(cluster):
+    """The app service (the image's CMD with its compose environment)."""
+    env = cluster.env("app")
+    assert env["EXPLORER_DASK_SCHEDULER"].startswith("tcp://127.0.0.1:")
+    try:
+        cluster.start("app", timeout=120)
+        check = cluster.healthcheck("app")
+        assert check.returncode == 0, check.stdout + check.stderr + cluster.log("app")
+    finally:
+        process = cluster.processes.pop("app", None)
+        if process is not None:
+            harness.stop(process)
+    assert cluster.healthcheck("app").returncode != 0, "still healthy after stop?"

@@ -8,6 +8,7 @@ unless the server sets ``EXPLORER_ALLOW_CODE_UPLOAD=1``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,16 +24,22 @@ from explorer.check import (
     curvature_sections,
     overview_table,
     report_html,
-    run_battery,
 )
 from explorer.curvature.registry import CURVATURES
 from explorer.plugins import PluginReport, load_plugin_file
+from explorer.server import views
+from explorer.server.tasks import PluginSources
+from explorer.ui import state
+from explorer.ui.computed import computed
 
 #: The server setting that enables executing uploaded or typed plugin code.
 ALLOW_UPLOAD = "EXPLORER_ALLOW_CODE_UPLOAD"
 
-#: Session-state key of the last battery result.
+#: Session-state keys of the last battery result, the pending request and the
+#: uploaded plugin sources.
 RESULT_KEY = "check_result"
+REQUEST_KEY = "check_request"
+UPLOADED_KEY = "check_uploaded_sources"
 
 UPLOAD_OFF = (
     "Uploading or typing plugin code is **off**: the code would run as Python on "
@@ -88,6 +95,9 @@ def _load_code(text: str, name: str) -> None:
     path = path.with_suffix(".py")
     path.write_text(text, encoding="utf-8")
     report = load_plugin_file(path)
+    if report.ok:  # the workers load it too, before this session's battery
+        sources = [item for item in uploaded_sources() if item[0] != path.name]
+        st.session_state[UPLOADED_KEY] = [*sources, (path.name, text)]
     st.session_state["check_loaded_code"] = digest
     st.session_state["check_code_report"] = report
 
@@ -110,29 +120,53 @@ def code_upload() -> None:
         (st.success if report.ok else st.error)(report.summary())
 
 
-def run_with_progress(key: str, settings: CheckSettings) -> dict[str, Any] | None:
-    """Runs the battery under a progress bar; stores and returns the result.
+def request_battery(key: str, settings: CheckSettings) -> None:
+    """Remembers what the page should compute (the battery runs on a worker)."""
+    st.session_state[REQUEST_KEY] = (key, settings)
+    st.session_state.pop(RESULT_KEY, None)
 
-    An invalid choice (a problem option out of range...) shows an error and
-    returns None.
+
+def battery_result() -> dict[str, Any] | None:
+    """The requested battery's report with its HTML and JSON, once computed.
+
+    Waits for it in a progress view (place in the queue, then the battery's own
+    progress); an invalid choice (a problem option out of range...) shows an
+    error and returns None.
     """
-    bar = st.progress(0.0, text="Starting the battery…")
-    try:
-        report = run_battery(
-            [key], settings, lambda fraction, text: bar.progress(fraction, text=text)
-        )
-    except ValueError as error:  # an invalid choice: say so, keep the page
-        bar.empty()
-        st.error(str(error))
+    request = st.session_state.get(REQUEST_KEY)
+    if request is None:
+        return st.session_state.get(RESULT_KEY)
+    key, settings = request
+    report = computed(
+        "check",
+        views.battery,
+        key,
+        settings,
+        key_parts=(key, repr(settings), uploaded_sources()),
+        label="The check battery",
+        plugins=plugin_sources(),
+    )
+    if report is None:
         return None
-    bar.empty()
     result = {
         "report": report,
         "html": report_html(report),
         "json": json.dumps(report.to_dict(), indent=2, ensure_ascii=False),
     }
     st.session_state[RESULT_KEY] = result
+    st.session_state.pop(REQUEST_KEY, None)
     return result
+
+
+def uploaded_sources() -> tuple[tuple[str, str], ...]:
+    """Plugin code this session uploaded or pasted, as (name, text) pairs."""
+    return tuple(st.session_state.get(UPLOADED_KEY, ()))
+
+
+def plugin_sources() -> PluginSources:
+    """The app's plugins and this session's uploads, for the worker to load."""
+    app = state.engine_or_stop().plugins or PluginSources()
+    return dataclasses.replace(app, uploaded=uploaded_sources())
 
 
 def show_report(result: dict[str, Any]) -> None:

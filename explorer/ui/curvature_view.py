@@ -5,12 +5,10 @@ spectra and quality, and the tabs that show them (the page script lays them out)
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import streamlit as st
-import torch
 
 import explorer as ex
 from explorer.plots import (
@@ -19,32 +17,16 @@ from explorer.plots import (
     quality_bars_figure,
     spectrum_figure,
 )
-from explorer.spectra import (
-    approximation_quality,
-    dense_eigenpairs,
-    eigenpairs,
-    generalized_spectrum,
-)
+from explorer.server import views
+from explorer.server.views import CurvatureAnalysis
+from explorer.ui import state
+from explorer.ui.computed import cached_figure, computed
 from explorer.ui.results import plot
 from explorer.ui.views import Point, damping_input
 
-#: Heatmaps and exact spectra up to this many parameters.
-DENSE_VIEW_MAX = 3000
 #: Curvatures shown on a first visit (those the problem supports).
 DEFAULT_CURVATURES = ("fisher", "ggn", "hessian", "ef", "kfac")
 TABS = ("Matrices", "Differences", "Spectra", "Generalized spectra", "Quality")
-
-
-@dataclass
-class CurvatureAnalysis:
-    """Everything the page draws for one point and a set of curvatures."""
-
-    matrices: dict[str, torch.Tensor] = field(default_factory=dict)
-    spectra: dict[str, Any] = field(default_factory=dict)
-    generalized: dict[str, Any] = field(default_factory=dict)
-    qualities: dict[str, Any] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    dense: bool = True
 
 
 def applicable(problem: ex.Problem) -> list[str]:
@@ -56,71 +38,52 @@ def applicable(problem: ex.Problem) -> list[str]:
     ]
 
 
-@st.cache_data(max_entries=8, show_spinner="Computing curvature matrices and spectra…")
 def analyse(
-    point_key: str,
-    _point: Point,
+    point: Point,
     curvatures: tuple[str, ...],
     reference: str,
     damping: float,
     k: int,
-) -> CurvatureAnalysis:
-    """Builds every selected curvature at the point and measures it.
+) -> CurvatureAnalysis | None:
+    """Every selected curvature at the point, measured, computed on a worker.
 
-    Cached by ``point_key`` and the selections; failures (e.g. a user plugin that
-    raises) are recorded per curvature, never raised.
+    Two computations: the matrices and spectra (independent of λ) and the
+    generalized spectra and quality at λ, so changing λ recomputes only the
+    second. Failures of one curvature (e.g. a plugin that raises) are recorded
+    per curvature. Returns None while waiting (the page shows the queue).
     """
-    del point_key
-    problem, theta = _point.problem, _point.theta
-    dense = problem.num_params <= DENSE_VIEW_MAX
-    out = CurvatureAnalysis(dense=dense)
-    operators = {}
-    for key in dict.fromkeys((*curvatures, reference, "hessian")):
-        try:
-            operators[key] = ex.curvature(key, problem, theta)
-        except (ValueError, ArithmeticError, RuntimeError) as error:
-            out.errors[key] = str(error)
-    if dense and reference not in curvatures and reference in operators:
-        try:  # the differences compare against it
-            out.matrices[reference] = operators[reference].dense()
-        except (ValueError, ArithmeticError, RuntimeError) as error:
-            out.errors[reference] = str(error)
-    for key in curvatures:
-        operator = operators.get(key)
-        if operator is None:
-            continue
-        try:
-            if dense:
-                out.matrices[key] = operator.dense()
-                out.spectra[key] = dense_eigenpairs(operator, vectors=False)
-            else:
-                out.spectra[key] = [
-                    eigenpairs(operator, k=k, which="largest"),
-                    eigenpairs(operator, k=k, which="smallest"),
-                ]
-        except (ValueError, ArithmeticError, RuntimeError) as error:
-            out.errors[key] = str(error)
-            continue
-        hessian, ref = operators.get("hessian"), operators.get(reference)
-        if hessian is not None:
-            try:
-                out.generalized[key] = generalized_spectrum(
-                    hessian,
-                    operator,
-                    damping=damping,
-                    k=None if dense else k,
-                    which="both" if not dense else "largest",
-                )
-            except (ValueError, ArithmeticError, RuntimeError) as error:
-                out.errors[f"{key} (generalized)"] = str(error)
-        if ref is not None:
-            try:
-                out.qualities[key] = approximation_quality(
-                    operator, ref, damping=damping
-                )
-            except (ValueError, ArithmeticError, RuntimeError) as error:
-                out.errors[f"{key} vs {reference}"] = str(error)
-    return out
+    dense = point.problem.num_params <= state.engine_or_stop().limits.max_dense_p
+    common = (point.config, point.theta, point.key, curvatures, reference)
+    key = (point.config, point.key, curvatures, reference, k, dense)
+    base = computed(
+        "curvature",
+        views.curvature_matrices,
+        *common,
+        k,
+        dense,
+        key_parts=key,
+        label="Curvature matrices and spectra",
+    )
+    if base is None:
+        return None
+    measured = computed(
+        "curvature.quality",
+        views.curvature_quality,
+        *common,
+        damping,
+        k,
+        dense,
+        key_parts=(*key, damping),
+        label="Generalized spectra and quality",
+    )
+    if measured is None:
+        return None
+    return dataclasses.replace(
+        base,
+        generalized=measured.generalized,
+        qualities=measured.qualities,
+        errors={**base.errors, **measured.errors},
+    )
 
 
 def quality_rows(qualities: dict[str, Any]) -> list[dict[str, Any]]:
@@ -192,13 +155,19 @@ def show(analysis: CurvatureAnalysis, point: Point, reference: str, scale: str) 
     tabs = st.tabs(list(TABS))
     with tabs[0]:
         if not analysis.dense:
+            limit = state.engine_or_stop().limits.max_dense_p
             st.info(
-                f"P = {point.problem.num_params:,} is above {DENSE_VIEW_MAX:,}: no "
-                "heatmaps; spectra and quality use matrix-free Lanczos and probes."
+                f"P = {point.problem.num_params:,} is above this server's limit of "
+                f"{limit:,} for dense matrices (EXPLORER_MAX_DENSE_P): no heatmaps; "
+                "spectra and quality use matrix-free Lanczos and probes."
             )
         elif analysis.matrices:
             labelled = {_label(k): m for k, m in analysis.matrices.items()}
-            plot(matrices_figure(labelled, scale=scale, blocks=blocks), "matrices")
+            figure = cached_figure(
+                f"matrices|{point.key}|{tuple(labelled)}|{scale}",
+                lambda: matrices_figure(labelled, scale=scale, blocks=blocks),
+            )
+            plot(figure, "matrices")
     with tabs[1]:
         reference_matrix = analysis.matrices.get(reference)
         others = [k for k in analysis.matrices if k != reference]

@@ -1,58 +1,23 @@
-"""Comparisons that run in a background thread, with progress, Stop and a result cache.
+"""A comparison as the Compare page sees it: runs queued and computed on the engine.
 
-The page starts a :class:`ComparisonJob` and polls it, so changing a widget while the
-optimizers run never silently cancels them (a Streamlit rerun would), the progress
-bar and live charts can update, and Stop is a plain flag the runner checks every
-step. Each session owns its job (isolation); finished histories go to a shared
-:class:`ResultCache` keyed by the frozen :class:`~explorer.RunConfig`, so rerunning
-the same configuration is instant for everyone. No Streamlit import here.
+The page starts a :class:`ComparisonJob` and polls it from a fragment, so changing a
+widget while the optimizers run never silently cancels them (a Streamlit rerun
+would). The runs themselves are tasks of the
+:class:`~explorer.server.engine.Engine`: they wait their turn in the fair queue, run
+in Dask worker processes and stream their rows back; identical configurations of
+any session share one computation and one cached result. No Streamlit import here.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from explorer.problems.base import Problem
-from explorer.runs import History, ProblemConfig, RunConfig, run
-
-#: Statuses whose histories are complete and deterministic, hence cacheable.
-CACHEABLE = frozenset({"ok", "diverged", "indefinite"})
-
-
-class ResultCache:
-    """A thread-safe LRU map ``RunConfig -> History``."""
-
-    def __init__(self, max_entries: int = 256) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[RunConfig, History] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, config: RunConfig) -> History | None:
-        with self._lock:
-            history = self._entries.get(config)
-            if history is not None:
-                self._entries.move_to_end(config)
-            return history
-
-    def put(self, config: RunConfig, history: History) -> None:
-        if history.status not in CACHEABLE:
-            return
-        with self._lock:
-            self._entries[config] = history
-            self._entries.move_to_end(config)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
+from explorer.runs import History, RunConfig
+from explorer.server.dispatch import CANCELLED, FAILED, FINISHED, QUEUED, Ticket
+from explorer.server.engine import Engine
 
 
 @dataclass
@@ -65,15 +30,15 @@ class RunState:
         phase: ``"queued"``, ``"running"``, ``"finished"`` or ``"failed"``.
         rows: Metrics recorded so far (for live charts).
         total: Planned number of steps.
-        history: The result once finished.
+        history: The result once finished (a stopped run's partial one included).
         error: Why it could not run (``"failed"``), e.g. K-FAC on a model without
-            linear layers.
+            linear layers, or a limit of the server.
         cached: Whether the history came from the cache.
     """
 
     config: RunConfig
     label: str
-    phase: str = "queued"
+    phase: str = QUEUED
     rows: list[dict[str, Any]] = field(default_factory=list)
     total: int = 0
     history: History | None = None
@@ -81,123 +46,131 @@ class RunState:
     cached: bool = False
 
 
-class ComparisonJob:
-    """Runs configs one after another in a daemon thread.
+def run_state(config: RunConfig, ticket: Ticket) -> RunState:
+    """What a ticket says about one run, in the page's terms."""
+    state = RunState(config, config.display_label, total=config.steps)
+    phase, result = ticket.phase, ticket.result
+    state.rows, state.cached = ticket.rows, ticket.cached
+    if result is not None:
+        state.phase, state.history = FINISHED, result
+    elif phase in (FAILED, CANCELLED):
+        state.phase, state.error = FAILED, ticket.error or phase
+    else:
+        state.phase = phase
+    return state
 
-    Each distinct problem is built once, in the worker thread (building the digits
-    data takes a moment), and shared by the runs on it.
+
+class ComparisonJob:
+    """The runs of one comparison, as tickets of the engine.
 
     Args:
         configs: The runs, in display order.
-        cache: Where finished histories are looked up and stored.
+        engine: Where they run.
+        session: Whose job it is (the fair queue serves sessions in turn).
         experiment: What the caller built the configs from (kept for display).
+        alive: False once the session has gone (its work is then cancelled).
     """
 
     def __init__(
-        self, configs: list[RunConfig], cache: ResultCache, experiment: Any = None
+        self,
+        configs: list[RunConfig],
+        engine: Engine,
+        *,
+        session: str,
+        experiment: Any = None,
+        alive: Callable[[], bool] | None = None,
     ) -> None:
+        self.configs = list(configs)
+        self.engine = engine
+        self.session = session
         self.experiment = experiment
-        self.states = [RunState(c, c.display_label, total=c.steps) for c in configs]
-        self.cache = cache
-        self.cancel_event = threading.Event()
+        self.alive = alive
+        self.tickets: list[Ticket] = []
         self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self._thread: threading.Thread | None = None
-        self._problems: dict[ProblemConfig, Problem] = {}
 
     # ---------------------------------------------------------------- control
     def start(self) -> ComparisonJob:
-        self.started_at = time.perf_counter()
-        self._thread = threading.Thread(
-            target=self._work, name="comparison", daemon=True
+        """Queues every run (raises LimitExceeded above the session's job limit)."""
+        self.started_at = time.monotonic()
+        tasks = self.engine.run_tasks(self.configs)
+        self.tickets = self.engine.submit(
+            self.session, tasks, group="compare", alive=self.alive
         )
-        self._thread.start()
         return self
 
     def cancel(self) -> None:
-        """Asks the running rule to stop after its current step; later ones skip."""
-        self.cancel_event.set()
+        """Stop: queued runs leave the queue; running ones stop after their step."""
+        for ticket in self.tickets:
+            ticket.cancel()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Blocks up to ``timeout`` seconds; returns whether the job is done."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return self.done
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for ticket in self.tickets:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not ticket.wait(left):
+                return False
+        return True
 
     # ------------------------------------------------------------------ state
     @property
+    def states(self) -> list[RunState]:
+        return [run_state(c, t) for c, t in zip(self.configs, self.tickets)]
+
+    @property
     def done(self) -> bool:
-        return self.finished_at is not None
+        return all(ticket.done for ticket in self.tickets)
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel_event.is_set()
+        return any(ticket.stop_requested for ticket in self.tickets)
 
     @property
     def elapsed(self) -> float:
+        """Wall time from Run until the last result (or until now), waits included."""
         if self.started_at is None:
             return 0.0
-        end = self.finished_at if self.finished_at is not None else time.perf_counter()
-        return end - self.started_at
+        ends = [t.computation.finished_at for t in self.tickets]
+        if self.done and all(end is not None for end in ends):
+            return max(0.0, max(ends, default=self.started_at) - self.started_at)
+        return time.monotonic() - self.started_at
+
+    @property
+    def compute_seconds(self) -> float:
+        """Seconds the workers spent on these runs (cached ones cost none)."""
+        return sum(t.compute_seconds for t in self.tickets if not t.cached)
+
+    @property
+    def queue_seconds(self) -> float:
+        """Seconds the first run waited for a worker."""
+        return min((t.wait_seconds for t in self.tickets), default=0.0)
+
+    def position(self) -> int | None:
+        """The place of its next run in the server's queue (None: none waiting)."""
+        places = [t.position() for t in self.tickets]
+        places = [p for p in places if p is not None]
+        return min(places) if places else None
+
+    def eta(self) -> float | None:
+        times = [t.eta() for t in self.tickets]
+        times = [e for e in times if e is not None]
+        return min(times) if times else None
 
     def fraction_done(self) -> float:
         """Progress in [0, 1] over all runs, by steps."""
-        total = sum(max(1, s.total) for s in self.states)
+        states = self.states
+        total = sum(max(1, s.total) for s in states)
         done = 0
-        for state in self.states:
-            if state.phase in ("finished", "failed"):
+        for state in states:
+            if state.phase in (FINISHED, FAILED):
                 done += max(1, state.total)
             elif state.rows:
                 done += min(state.total, int(state.rows[-1].get("step", 0)))
         return min(1.0, done / total) if total else 1.0
 
     def histories(self) -> dict[str, History]:
-        """Finished histories by label (partial ones included once cancelled)."""
+        """Finished histories by label (partial ones included once stopped)."""
         return {s.label: s.history for s in self.states if s.history is not None}
 
     def failures(self) -> dict[str, str]:
         return {s.label: s.error for s in self.states if s.error is not None}
-
-    # ----------------------------------------------------------------- worker
-    def _work(self) -> None:
-        try:
-            for state in self.states:
-                self._run_one(state)
-        finally:
-            self.finished_at = time.perf_counter()
-
-    def _problem(self, config: ProblemConfig) -> Problem:
-        if config not in self._problems:
-            self._problems[config] = config.build()
-        return self._problems[config]
-
-    def _run_one(self, state: RunState) -> None:
-        cached = self.cache.get(state.config)
-        if cached is not None:
-            state.history, state.cached, state.phase = cached, True, "finished"
-            return
-        if self.cancelled:
-            state.phase, state.error = "failed", "stopped before it started"
-            return
-        state.phase = "running"
-
-        def progress(step: int, total: int, metrics: dict[str, Any]) -> None:
-            state.total = total
-            state.rows.append(dict(metrics))
-
-        try:
-            history = run(
-                state.config,
-                progress=progress,
-                cancel=self.cancel_event,
-                problem=self._problem(state.config.problem_config),
-            )
-        except ValueError as error:  # the rule cannot run here: say why, go on
-            state.phase, state.error = "failed", str(error)
-            return
-        except Exception as error:  # never let one rule take the others down
-            state.phase = "failed"
-            state.error = f"{type(error).__name__}: {error}"
-            return
-        state.history, state.phase = history, "finished"
-        self.cache.put(state.config, history)

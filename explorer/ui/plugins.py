@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from explorer.plugins import PluginReport, load_plugins
@@ -15,3 +17,8 @@ def load_app_plugins(folder: str) -> list[PluginReport]:
     page), never an exception.
     """
     return load_plugins(folder=folder)
+
+
+def app_plugin_folder() -> str:
+    """The ``plugins/`` folder next to ``app.py``."""
+    return str(Path(__file__).resolve().parents[2] / "plugins")

@@ -84,10 +84,47 @@ def live_figure(job: ComparisonJob) -> go.Figure:
 
 
 def progress_text(job: ComparisonJob) -> str:
-    running = [s.label for s in job.states if s.phase == "running"]
-    finished = sum(s.phase in ("finished", "failed") for s in job.states)
-    now = f"running {running[0]}" if running else "finishing"
-    return f"{finished}/{len(job.states)} optimizers done, {now}… ({job.elapsed:.1f} s)"
+    states = job.states
+    running = [s.label for s in states if s.phase == "running"]
+    finished = sum(s.phase in ("finished", "failed") for s in states)
+    if running:
+        now = "running " + ", ".join(running)
+    elif finished < len(states):
+        now = "waiting for a worker"
+    else:
+        now = "finishing"
+    return f"{finished}/{len(states)} optimizers done, {now}… ({job.elapsed:.1f} s)"
+
+
+def queue_text(job: ComparisonJob) -> str | None:
+    """Where the job waits in the server's queue, or None once it runs."""
+    if any(s.phase == "running" for s in job.states):
+        return None
+    place = job.position()
+    if place is None:
+        return None
+    workers = job.engine.workers()
+    if workers == 0:
+        return (
+            f"Queued: place {place} in the queue, but no compute worker is "
+            "connected yet; the runs start as soon as one joins."
+        )
+    eta = job.eta()
+    about = f" (about {eta:.0f} s)" if eta is not None else ""
+    return (
+        f"Queued: place {place} in the queue{about}. {workers} worker(s) serve "
+        "every session in turn."
+    )
+
+
+def finished_text(job: ComparisonJob) -> str:
+    """What the clocks measured: the wait, and the workers' own time."""
+    if all(s.cached for s in job.states):
+        return "Finished in 0.0 s: every result came from the server's cache."
+    return (
+        f"Finished in {job.elapsed:.1f} s from Run (waited {job.queue_seconds:.1f} s "
+        f"for a worker; the workers computed for {job.compute_seconds:.1f} s in all)."
+    )
 
 
 # ------------------------------------------------------------------- results

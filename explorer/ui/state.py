@@ -9,11 +9,18 @@ values on every rerun; widgets are *seeded* from an experiment when the page ope
 from __future__ import annotations
 
 import itertools
+import os
+import time
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.optimizers.rules import RULES
+from explorer.plugins import ENV_VARIABLE
 from explorer.problems.spec import PROBLEMS
 from explorer.runs import (
     DEFAULT_EXPERIMENT,
@@ -22,7 +29,11 @@ from explorer.runs import (
     RuleChoice,
     RunConfig,
 )
-from explorer.ui.jobs import ComparisonJob, ResultCache
+from explorer.server.engine import Engine, EngineUnavailable
+from explorer.server.limits import LimitExceeded
+from explorer.server.tasks import PluginSources
+from explorer.ui.jobs import ComparisonJob
+from explorer.ui.plugins import app_plugin_folder
 from explorer.ui.urlstate import APP_RUN_OPTIONS, from_query, to_query
 from explorer.ui.widgets import non_default, seed_form
 
@@ -33,6 +44,7 @@ SEEDED = "cmp.seeded"
 PENDING = "cmp.pending_experiment"
 EXPERIMENT = "cmp.experiment"  # a non-widget copy: widget state is dropped off-page
 WARNINGS = "cmp.url_warnings"
+SESSION = "server.session"
 _ids = itertools.count()
 
 
@@ -152,10 +164,65 @@ def write_url(experiment: Experiment) -> None:
 
 
 # ------------------------------------------------------------------------ jobs
-@st.cache_resource
-def result_cache() -> ResultCache:
-    """Finished histories, shared by all sessions (results depend only on config)."""
-    return ResultCache(max_entries=512)
+@st.cache_resource(show_spinner="Starting the compute workers…")
+def engine() -> Engine:
+    """The server's compute engine, shared by all sessions (EXPLORER_DASK_*)."""
+    sources = PluginSources(app_plugin_folder(), os.environ.get(ENV_VARIABLE, ""))
+    return Engine.from_environment(plugins=sources)
+
+
+def engine_or_stop() -> Engine:
+    """The engine, or a page that says why there is none (and stops)."""
+    try:
+        return engine()
+    except (EngineUnavailable, ValueError) as error:
+        st.error(f"No compute engine: {error}")
+        st.stop()
+        raise  # st.stop() raises; this keeps type checkers informed
+
+
+def session_id() -> str:
+    """This browser session's identity in the fair queue (served in turn).
+
+    A random id kept in the session's state: Streamlit's own id is not unique
+    everywhere (AppTest gives every session the same one).
+    """
+    return st.session_state.setdefault(SESSION, uuid.uuid4().hex)
+
+
+def alive_check(grace: float = 15.0) -> Callable[[], bool] | None:
+    """A callable that turns False once this session's tab has been closed for
+    ``grace`` seconds (a reconnect within it keeps the work); None outside a
+    server (tests).
+    """
+    context = get_script_run_ctx()
+    if not runtime.exists() or context is None:
+        return None
+    instance, sid = runtime.get_instance(), context.session_id
+    gone_since: list[float] = []
+
+    def alive() -> bool:
+        if instance.is_active_session(sid):
+            gone_since.clear()
+            return True
+        if not gone_since:
+            gone_since.append(time.monotonic())
+        return time.monotonic() - gone_since[0] < grace
+
+    return alive
+
+
+def autostart_refusal(experiment: Experiment) -> str | None:
+    """Why the page should wait for Run instead of starting on its own, or None.
+
+    The default comparison always starts; a configuration from a link starts only
+    within the server's autostart budget (a 10-million-step link waits for Run).
+    """
+    if experiment == default_experiment():
+        return None
+    return engine().limits.needs_confirmation(
+        experiment.settings.steps, len(experiment.rules)
+    )
 
 
 def current_job() -> ComparisonJob | None:
@@ -163,11 +230,27 @@ def current_job() -> ComparisonJob | None:
 
 
 def start_job(experiment: Experiment, configs: list[RunConfig]) -> ComparisonJob:
-    """Starts ``configs`` (``experiment.run_configs()``, validated by the page)."""
+    """Queues ``configs`` (``experiment.run_configs()``, validated by the page);
+    the session's previous comparison is stopped (one comparison per session).
+
+    Raises:
+        LimitExceeded: above one of the server's limits.
+    """
     previous = current_job()
     if previous is not None and not previous.done:
         previous.cancel()
-    job = ComparisonJob(configs, result_cache(), experiment).start()
+    refusal = engine().limits.comparison_refusal(
+        len(configs), experiment.settings.steps
+    )
+    if refusal is not None:
+        raise LimitExceeded(refusal)
+    job = ComparisonJob(
+        configs,
+        engine(),
+        session=session_id(),
+        experiment=experiment,
+        alive=alive_check(),
+    ).start()
     st.session_state[JOB] = job
     return job
 

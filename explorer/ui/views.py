@@ -16,8 +16,9 @@ from explorer.ui import state
 
 @dataclass(frozen=True)
 class Point:
-    """Where to look: a problem, a point θ on it, a text key for caches, and the
-    Compare page's finished runs on that problem (those that kept a trajectory).
+    """Where to look: a problem, a point θ on it, a text key for caches, the
+    Compare page's finished runs on that problem (those that kept a trajectory), the
+    config that builds the problem (on a worker) and the experiment's seed.
     """
 
     problem: ex.Problem
@@ -25,6 +26,8 @@ class Point:
     description: str
     key: str
     runs: dict[str, ex.History]
+    config: ProblemConfig
+    seed: int = 0
 
     @property
     def runs_key(self) -> str:
@@ -55,7 +58,9 @@ def problem_and_point(container: Any = st) -> Point:
     """The Compare page's problem, and θ₀ or a step of one of its runs."""
     experiment, job = state.compare_context()
     problem = view_problem(experiment)
-    problem_key = repr(view_config(experiment))
+    config = view_config(experiment)
+    problem_key = repr(config)
+    seed = experiment.settings.seed
     container.markdown(
         f"**Problem:** {problem.label} (P = {problem.num_params:,}) — "
         "change it on the Compare page."
@@ -74,7 +79,9 @@ def problem_and_point(container: Any = st) -> Point:
         "of a run from the Compare page.",
     )
     if where == choices[0] or where not in runs:
-        return Point(problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs)
+        return Point(
+            problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs, config, seed
+        )
     history = runs[where]
     steps = list(history.trajectory_steps)
     step = container.select_slider("Step", steps, value=steps[-1], key="view.step")
@@ -82,9 +89,17 @@ def problem_and_point(container: Any = st) -> Point:
     theta = theta.to(dtype=problem.dtype)
     if not torch.isfinite(theta).all():
         container.warning("That step has non-finite parameters; showing θ₀ instead.")
-        return Point(problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs)
+        return Point(
+            problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs, config, seed
+        )
     return Point(
-        problem, theta, f"{where}, step {step}", f"{history.config!r}|{step}", runs
+        problem,
+        theta,
+        f"{where}, step {step}",
+        f"{history.config!r}|{step}",
+        runs,
+        config,
+        seed,
     )
 
 

@@ -27,8 +27,10 @@ def browser_available() -> None:
 
 @pytest.fixture(scope="session")
 def server(browser_available) -> harness.Server:
-    """``streamlit run app.py`` on a free port (this interpreter, i.e. ``.venv``)."""
-    with harness.streamlit_server(python=sys.executable) as running:
+    """``streamlit run app.py`` on a free port (this interpreter, i.e. ``.venv``),
+    computing on the app's real engine: a local Dask cluster of worker processes."""
+    env = harness.child_env({"EXPLORER_DASK_SCHEDULER": "local"})
+    with harness.streamlit_server(python=sys.executable, env=env) as running:
         yield running
 
 

@@ -64,7 +64,8 @@ def progress_view(job) -> None:
         "others out of the queue; the results so far are kept.",
     ):
         job.cancel()
-    results.plot(results.live_figure(job), "live loss", key="cmp.live")
+    if any(run.rows for run in job.states):  # nothing to draw while queued
+        results.plot(results.live_figure(job), "live loss", key="cmp.live")
 
 
 if not job.done:

@@ -363,6 +363,7 @@ class Dispatcher:
         if self._active.get(computation.task.key) is computation:
             del self._active[computation.task.key]
         self._running.pop(computation.id, None)
+        self._by_id.pop(computation.id, None)  # late events of it are ignored
         for ticket in computation.subscribers:
             ticket._done.set()
         self._tickets = [t for t in self._tickets if not t.done]

@@ -20,6 +20,7 @@ from explorer.plots.theme import apply_layout, rule_color
 from explorer.plots.training import summary_rows
 from explorer.problems.base import Problem
 from explorer.ui import exports
+from explorer.ui.computed import cached_figure
 from explorer.ui.jobs import ComparisonJob
 from explorer.ui.theory import theory_link
 from explorer.ui.views import view_problem
@@ -111,9 +112,11 @@ def queue_text(job: ComparisonJob) -> str | None:
         )
     eta = job.eta()
     about = f" (about {eta:.0f} s)" if eta is not None else ""
+    dispatcher = job.engine.dispatcher
     return (
         f"Queued: place {place} in the queue{about}. {workers} worker(s) serve "
-        "every session in turn."
+        f"every session in turn ({dispatcher.running()} running, "
+        f"{dispatcher.queued()} waiting)."
     )
 
 
@@ -163,15 +166,11 @@ def summary_table(job: ComparisonJob) -> pd.DataFrame:
     )
 
 
-@st.cache_data(max_entries=16, show_spinner="Drawing the landscape and function space…")
-def report_figures(
-    key: str, _histories: dict, _problem: Problem
-) -> dict[str, go.Figure]:
-    """Every figure of a finished comparison on ``_problem``, cached by ``key``
-    (configs, statuses).
+def report_figures(key: str, histories: dict, problem: Problem) -> dict[str, go.Figure]:
+    """Every figure of a finished comparison on ``problem``, built once per ``key``
+    (configs, statuses) for every session.
     """
-    del key
-    return run_report(_histories, _problem)
+    return cached_figure(f"report|{key}", lambda: run_report(histories, problem))
 
 
 def report_key(histories: dict) -> str:
@@ -189,7 +188,15 @@ def results(job: ComparisonJob) -> None:
     status_messages(job)
     if not histories:
         return
-    st.dataframe(summary_table(job), hide_index=True, width="stretch")
+    key = report_key(histories)
+    st.dataframe(
+        cached_figure(
+            f"summary|{key}|{[s.cached for s in job.states]}",
+            lambda: summary_table(job),
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     tabs = st.tabs(
         [
             "Loss",
@@ -207,17 +214,21 @@ def results(job: ComparisonJob) -> None:
             key="cmp.x_axis",
             help="Compare methods per unit of work, not only per iteration.",
         )
-        plot(loss_figure(histories, x=X_AXES[axis]), f"loss-{axis}", key="cmp.loss")
+        figure = cached_figure(
+            f"loss|{key}|{axis}", lambda: loss_figure(histories, x=X_AXES[axis])
+        )
+        plot(figure, f"loss-{axis}", key="cmp.loss")
     with tabs[1]:
         st.caption(
             "λ is the Tikhonov damping, ρ the reduction ratio (actual over predicted "
             "decrease; the band [¼, ¾] is where Levenberg–Marquardt keeps λ), α the "
             f"step size. {theory_link('updates')}"
         )
-        plot(hyperparameter_figure(histories), "damping-rho-alpha", key="cmp.hyper")
+        figure = cached_figure(f"hyper|{key}", lambda: hyperparameter_figure(histories))
+        plot(figure, "damping-rho-alpha", key="cmp.hyper")
     try:  # after the loss tab, so the first charts show while these compute
         problem = view_problem(job.experiment)
-        figures = report_figures(report_key(histories), histories, problem)
+        figures = report_figures(key, histories, problem)
     except (ValueError, RuntimeError) as error:
         st.warning(f"Some views could not be drawn: {error}")
         figures = {}
@@ -248,7 +259,7 @@ def results(job: ComparisonJob) -> None:
         for name, figure in function.items():
             plot(figure, name, key=f"cmp.{name}")
     with tabs[4]:
-        downloads(job, {**figures_for_export(histories), **figures})
+        downloads(job, key, figures)
 
 
 def figures_for_export(histories: dict) -> dict[str, go.Figure]:
@@ -258,19 +269,20 @@ def figures_for_export(histories: dict) -> dict[str, go.Figure]:
     }
 
 
-def downloads(job: ComparisonJob, figures: dict[str, Any]) -> None:
+def downloads(job: ComparisonJob, key: str, figures: dict[str, Any]) -> None:
+    """The four downloads, each built once per finished comparison."""
     histories = job.histories()
     columns = st.columns(4)
     columns[0].download_button(
         "Histories (CSV)",
-        exports.histories_csv(histories),
+        cached_figure(f"csv|{key}", lambda: exports.histories_csv(histories)),
         "histories.csv",
         "text/csv",
         width="stretch",
     )
     columns[1].download_button(
         "Configs + histories (JSON)",
-        exports.histories_json(histories),
+        cached_figure(f"json|{key}", lambda: exports.histories_json(histories)),
         "runs.json",
         "application/json",
         width="stretch",
@@ -283,12 +295,15 @@ def downloads(job: ComparisonJob, figures: dict[str, Any]) -> None:
             "text/x-python",
             width="stretch",
         )
+    html = cached_figure(
+        f"html|{key}",
+        lambda: figures_to_html(
+            {**figures_for_export(histories), **figures},
+            title="Curvature Explorer comparison",
+        ),
+    )
     columns[3].download_button(
-        "All figures (HTML)",
-        figures_to_html(figures, title="Curvature Explorer comparison"),
-        "comparison.html",
-        "text/html",
-        width="stretch",
+        "All figures (HTML)", html, "comparison.html", "text/html", width="stretch"
     )
     st.caption(
         "Each chart's toolbar has a camera icon that saves it as PNG. The Python "

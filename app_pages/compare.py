@@ -4,7 +4,7 @@ from explorer.server.limits import LimitExceeded
 from explorer.ui import compare, results, state
 
 INLINE_WAIT = 0.7  # seconds: short runs show their results without a progress view
-POLL_SECONDS = 1.0  # the progress fragment's refresh: modest, a class shares the server
+POLL_SECONDS = 2.0  # the progress fragment's refresh: modest, a class shares the server
 
 st.title("Compare optimizers")
 st.markdown(

@@ -45,7 +45,6 @@ CACHEABLE = frozenset({"ok", "diverged", "indefinite"})
 DASK_CONFIG = {
     "distributed.scheduler.allowed-failures": 0,
     "distributed.admin.low-level-log-length": 200,
-    "distributed.worker.daemon": False,
 }
 
 

@@ -391,8 +391,8 @@ class Dispatcher:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                if self._closed:
-                    return
+                if self._closed or self._client_gone():
+                    return  # the engine closed, or its client did (at exit)
                 self._cond.wait(self.poll)
                 stops, self._stop_requests = self._stop_requests, []
             try:
@@ -403,6 +403,9 @@ class Dispatcher:
                 self._fill()
             except Exception:  # the dispatcher must outlive any one failure
                 log.exception("dispatcher step failed")
+
+    def _client_gone(self) -> bool:
+        return getattr(self.client, "status", "running") in ("closing", "closed")
 
     def _collect(self) -> None:
         while True:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from explorer.plugins import plugin_files
 from explorer.runs import RunConfig
 from explorer.server.dispatch import Dispatcher, Task, Ticket
 from explorer.server.limits import LimitExceeded, Limits
@@ -141,14 +142,22 @@ def _local(settings: EngineSettings) -> tuple[Any, Any, str]:
     return Client(cluster), cluster, description
 
 
-def source_fingerprint() -> str:
-    """A hash of the library's source files: results cached on disk by one version
-    of the code are never served by another (a fixed bug stays fixed).
+def source_fingerprint(plugins: PluginSources | None = None) -> str:
+    """A hash of the library's source files and of the app's plugin files: results
+    cached on disk by one version of the code are never served by another (a fixed
+    bug stays fixed, an edited plugin is measured again).
     """
     digest = hashlib.sha256()
     root = Path(__file__).resolve().parents[1]
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
+    files = [(str(p.relative_to(root)), p) for p in sorted(root.rglob("*.py"))]
+    if plugins is not None:
+        locations = [plugins.folder] if plugins.folder else []
+        locations += [e for e in plugins.environment.split(os.pathsep) if e.strip()]
+        for location in locations:
+            if Path(location).exists():
+                files += [(str(p), p) for p in plugin_files(location)]
+    for name, path in files:
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -194,7 +203,7 @@ class Engine:
         self.store = store if store is not None else ResultStore()
         self.plugins = plugins
         self.description = description
-        self.version = source_fingerprint()
+        self.version = source_fingerprint(plugins)
         self.dispatcher = Dispatcher(client, self.store, capacity=capacity)
 
     @classmethod

@@ -61,3 +61,16 @@ def test_engine_settings_from_the_environment():
         EngineSettings.from_environment({"EXPLORER_DASK_SCHEDULER": "somewhere"})
     with pytest.raises(EngineUnavailable, match="EXPLORER_DASK_WORKERS"):
         EngineSettings.from_environment({"EXPLORER_DASK_WORKERS": "0"})
+
+
+def test_an_edited_plugin_changes_the_cache_fingerprint(tmp_path):
+    from explorer.server.engine import source_fingerprint
+    from explorer.server.tasks import PluginSources
+
+    (tmp_path / "mine.py").write_text("A = 1\n")
+    sources = PluginSources(folder=str(tmp_path))
+    before = source_fingerprint(sources)
+    assert source_fingerprint(sources) == before
+    (tmp_path / "mine.py").write_text("A = 2\n")
+    assert source_fingerprint(sources) != before
+    assert source_fingerprint(None) != before

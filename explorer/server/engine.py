@@ -215,12 +215,14 @@ class Engine:
     ) -> Engine:
         """The engine the app starts with (see the module docstring)."""
         settings = EngineSettings.from_environment(environ)
+        limits = Limits.from_environment(environ)  # bad settings fail before
+        store = ResultStore.from_environment(environ)  # a cluster is started
         client, cluster, description = start_client(settings)
         return cls(
             client,
             cluster,
-            limits=Limits.from_environment(environ),
-            store=ResultStore.from_environment(environ),
+            limits=limits,
+            store=store,
             plugins=plugins,
             description=description,
         )

@@ -197,15 +197,23 @@ def scale_by_optimal_step() -> Transform:
         updates: Tensor, state: tuple[()], ctx: StepContext
     ) -> tuple[Tensor, tuple[()], StepContext]:
         operator, damping = _curvature_and_damping(ctx)
-        product = operator.matvec(updates) + damping * updates
-        curvature = float(updates.dot(product))
+        # Measured on p/‖p‖∞: pᵀ(C + λI)p of a tiny p underflows to 0 in floating
+        # point, which would read as "not positive definite" for a PD matrix.
+        size = float(updates.abs().max())
+        if size == 0:  # no direction (a zero gradient): no step
+            zero = torch.zeros_like(updates)
+            ctx = ctx.report(alpha=0.0).replace(damped_product=(zero, zero))
+            return zero, state, ctx
+        unit = updates / size
+        product = operator.matvec(unit) + damping * unit
+        curvature = float(unit.dot(product))
         if not curvature > 0:
-            rayleigh = curvature / max(float(updates.dot(updates)), 1e-300)
+            rayleigh = curvature / max(float(unit.dot(unit)), 1e-300)
             raise IndefiniteCurvatureError(operator.key, damping, rayleigh)
-        alpha = float(ctx.grad.dot(updates)) / curvature
+        alpha = float(ctx.grad.dot(unit)) / curvature / size
         delta = descend(updates, alpha)
         ctx = ctx.report(alpha=alpha).replace(
-            damped_product=(delta, descend(product, alpha))
+            damped_product=(delta, descend(product * size, alpha))
         )
         return delta, state, ctx
 

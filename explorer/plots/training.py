@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from explorer.landscape.trajectories import as_runs
-from explorer.plots.common import NUMBER, nan_to_none, use_log
+from explorer.plots.common import NUMBER, finite, nan_to_none, use_log
 from explorer.plots.theme import METRIC_DASHES, apply_layout, run_styles
 
 #: x-axis choices: history column -> axis title with units.
@@ -124,29 +124,41 @@ def loss_figure(
                     ),
                 )
             )
-    log = use_log(values, log_y)
+    # Exact zeros (a run that reached the minimum of a zero-minimum loss, as Newton
+    # on Rosenbrock) must not force a linear axis on which a diverged run's 1e226
+    # flattens every other curve: they fall below the log axis, with a note.
+    log = use_log(values, log_y, zeros=True)
     y_title = METRICS[metrics[0]][1] if len(metrics) == 1 else "loss"
     if log:
         y_title += " (log scale)"
+    zeros = log and any((finite(v) == 0).any() for v in values)
     apply_layout(
         figure,
         title=title or f"Loss against {X_AXES[x]}",
         xaxis={"title": X_AXES[x], "type": "log" if log_x else "linear"},
         yaxis={"title": y_title, "type": "log" if log else "linear"},
     )
+    if zeros:
+        _corner_note(figure, "a loss of exactly 0 lies below the log axis", "bottom")
     if skipped:
-        figure.add_annotation(
-            text=f"no {X_AXES[x]}: {', '.join(skipped)}",
-            xref="paper",
-            yref="paper",
-            x=1.0,
-            y=1.0,
-            xanchor="right",
-            yanchor="top",
-            showarrow=False,
-            font={"size": 11, "color": "#555"},
-        )
+        _corner_note(figure, f"no {X_AXES[x]}: {', '.join(skipped)}", "top")
     return figure
+
+
+def _corner_note(figure: go.Figure, text: str, where: str) -> None:
+    """A small grey note in the plot's bottom-left or top-right corner."""
+    top = where == "top"
+    figure.add_annotation(
+        text=text,
+        xref="paper",
+        yref="paper",
+        x=1.0 if top else 0.0,
+        y=1.0 if top else 0.0,
+        xanchor="right" if top else "left",
+        yanchor="top" if top else "bottom",
+        showarrow=False,
+        font={"size": 11, "color": "#555"},
+    )
 
 
 #: The λ, ρ, α rows: column -> (y-axis title, log scale).

@@ -151,3 +151,18 @@ def test_hyperparameter_figure_rows(rosenbrock_runs):
     ]
     first = figure.data[0]
     assert len(array(first.x)) == len(rosenbrock_runs["natural_gradient"].to_frame())
+
+
+def test_exact_zeros_do_not_force_a_linear_loss_axis():
+    """Newton reaches Rosenbrock's minimum 0 exactly while SGD diverges to 1e226: a
+    linear axis would flatten every curve but SGD's (issue 12)."""
+    import explorer as ex
+    from explorer.plots.training import loss_figure
+
+    runs = ex.compare("rosenbrock", ["sgd", "newton"], steps=50)
+    losses = {label: min(h.metrics["loss"]) for label, h in runs.items()}
+    assert losses["newton"] == 0.0 and max(runs["sgd"].metrics["loss"]) > 1e100
+    figure = loss_figure(runs)
+    assert figure.layout.yaxis.type == "log"
+    notes = [a.text for a in figure.layout.annotations]
+    assert any("exactly 0" in text for text in notes), notes

@@ -278,3 +278,17 @@ def test_a_large_link_waits_for_run_and_a_limit_is_refused_by_name():
     next(b for b in at.button if b.label == "Run").click().run()
     assert "cmp.job" not in at.session_state
     assert any("EXPLORER_MAX_STEPS" in error.value for error in at.error), at.error
+
+
+def test_the_quality_table_reads_as_numbers():
+    at = settle(
+        page(
+            "curvature", problem="moons_mlp", **{"p.num_samples": "40", "p.hidden": "4"}
+        )
+    )
+    (table,) = [frame.value for frame in at.dataframe]
+    cells = table.drop(columns=["curvature", "method"]).to_numpy().ravel()
+    assert len(cells) and all(isinstance(cell, str) for cell in cells)
+    assert not {"None", "nan", "inf", "Infinity"} & set(cells)
+    for cell in cells:
+        assert cell in ("—", "∞") or len(cell.lstrip("-").replace(".", "")) <= 9, cell

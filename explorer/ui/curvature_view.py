@@ -5,6 +5,7 @@ spectra and quality, and the tabs that show them (the page script lays them out)
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import pandas as pd
@@ -101,9 +102,31 @@ def quality_rows(qualities: dict[str, Any]) -> list[dict[str, Any]]:
                 "reference_condition",
                 "method",
             ):
-                row[item.name.replace("_", " ")] = getattr(quality, item.name)
+                row[item.name.replace("_", " ")] = table_value(
+                    getattr(quality, item.name)
+                )
         rows.append(row)
     return rows
+
+
+def table_value(value: Any) -> Any:
+    """A cell as a reader expects it: 4 significant digits (``-1e-16``, not
+    ``-0.0000000000000001``), ``∞`` for an infinite condition number and ``—``
+    where there is no number.
+
+    >>> [table_value(v) for v in (None, float("inf"), float("nan"), -1e-16, 0.123456)]
+    ['—', '∞', '—', '-1e-16', '0.1235']
+    """
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    if math.isnan(number):
+        return "—"
+    if math.isinf(number):
+        return "∞" if number > 0 else "−∞"
+    return f"{number:.4g}"
 
 
 def _label(key: str) -> str:

@@ -3,7 +3,8 @@
 The web process never computes; it hands :class:`Task` objects to a
 :class:`Dispatcher`, which
 
-* keeps one queue per browser session and serves the sessions **round-robin**, never
+* keeps one queue per browser session and serves the sessions **round-robin** (a
+  newcomer's first turn comes before anyone's second), never
   submitting more tasks to Dask than the cluster has worker threads (so Dask's own
   queue stays empty and the order is ours, not first-come-first-served);
 * shares one :class:`Computation` between identical tasks (the same key) of any
@@ -221,7 +222,8 @@ class Dispatcher:
         self._capacity_checked = -math.inf
         self._cond = threading.Condition()
         self._queues: dict[str, deque[Computation]] = {}
-        self._turn: deque[str] = deque()
+        self._turn: deque[str] = deque()  # sessions served before, in turn
+        self._new: deque[str] = deque()  # sessions waiting for their first turn
         self._active: dict[str, Computation] = {}  # task key -> queued/running
         self._by_id: dict[str, Computation] = {}
         self._running: dict[str, Computation] = {}
@@ -264,8 +266,8 @@ class Dispatcher:
                 self._active[task.key] = computation
                 self._by_id[computation.id] = computation
                 self._queues.setdefault(session, deque()).append(computation)
-                if session not in self._turn:
-                    self._turn.append(session)
+                if session not in self._turn and session not in self._new:
+                    self._new.append(session)  # before everyone already served
             ticket = Ticket(self, computation, session, group, alive)
             computation.subscribers.append(ticket)
             self._tickets.append(ticket)
@@ -311,7 +313,7 @@ class Dispatcher:
             if computation not in own:
                 return None
             index = own.index(computation)
-            turn = list(self._turn)
+            turn = [*self._new, *self._turn]
             mine = turn.index(owner) if owner in turn else len(turn)
             ahead = index
             for place, session in enumerate(turn):
@@ -531,6 +533,15 @@ class Dispatcher:
             log.exception("could not read the cluster's workers")
 
     def _next(self) -> Computation | None:
+        while self._new:  # a session's first turn comes before anyone's second
+            session = self._new.popleft()
+            waiting = self._queues.get(session)
+            while waiting and waiting[0].phase != QUEUED:
+                waiting.popleft()
+            if waiting:
+                self._turn.append(session)
+                return waiting.popleft()
+            self._queues.pop(session, None)
         for _ in range(len(self._turn)):
             session = self._turn[0]
             self._turn.rotate(-1)

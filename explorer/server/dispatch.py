@@ -97,7 +97,6 @@ class Computation:
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.stop_requested_at: float | None = None
-        self.ended_by_restart = False
 
     @property
     def cancel_event(self) -> str:
@@ -516,7 +515,6 @@ class Dispatcher:
             message = "stopped"
         if address is not None:
             message += "; its worker did not respond and was restarted"
-        computation.ended_by_restart = address is not None
         with self._cond:
             self._end(computation, FAILED if over_limit else CANCELLED, error=message)
 

@@ -122,10 +122,6 @@ class ComparisonJob:
         return all(ticket.done for ticket in self.tickets)
 
     @property
-    def cancelled(self) -> bool:
-        return any(ticket.stop_requested for ticket in self.tickets)
-
-    @property
     def elapsed(self) -> float:
         """Wall time from Run until the last result (or until now), waits included."""
         if self.started_at is None:

@@ -43,6 +43,9 @@ with st.form("check_settings"):
     damping = middle.number_input("Damping λ", 0.0, 1e6, 0.1, format="%g")
     race = right.checkbox("Optimization race", value=True)
     submitted = st.form_submit_button("Run the battery", type="primary")
+note = ui.stochastic_note(key)
+if note is not None and ui.battery_result() is None:
+    st.info(note)
 
 if submitted and not problems:
     st.warning("Pick at least one problem.")

@@ -17,61 +17,71 @@ state.engine_or_stop()
 for warning in state.ensure_seeded(st.query_params.to_dict()):
     st.warning(warning)
 job = state.current_job()
-running = job is not None and not job.done
 
 with st.sidebar:
     problem, problem_values = compare.problem_controls()
-    run_values = compare.run_controls()
-with st.expander("Optimizers to compare", expanded=job is None or job.done):
+    run_values = compare.run_controls(problem)
+if job is not None and job.experiment is not None and job.experiment.problem != problem:
+    job = state.forget_job()  # another problem's results would mislead: start over
+running = job is not None and not job.done
+
+# Run, progress and results come first, where the eye is; the optimizer cards
+# (long, several screens for five rules) are drawn below and read back first.
+top = st.container()
+with st.expander("Optimizers to compare", expanded=job is None):
     rules = compare.rules_editor(disabled=running)
 
-try:
-    experiment = state.experiment_from(problem, problem_values, rules, run_values)
-    configs = experiment.run_configs()  # validates every setting before any work
-    state.remember(experiment)
-except ValueError as error:
-    st.error(f"Fix this setting to run: {error}")
-    st.stop()
-for note in compare.explanations(experiment):
-    st.info(note)
-
-clicked = st.button("Run", type="primary", disabled=running or not rules)
-waiting = None if clicked or job is not None else state.autostart_refusal(experiment)
-if clicked or (job is None and waiting is None):
-    state.write_url(experiment)
+with top:
     try:
-        job = state.start_job(experiment, configs)
-    except LimitExceeded as error:
-        st.error(f"Not started: {error}")
+        experiment = state.experiment_from(problem, problem_values, rules, run_values)
+        configs = experiment.run_configs()  # validates every setting before work
+        state.remember(experiment)
+    except ValueError as error:
+        st.error(f"Fix this setting to run: {error}")
         st.stop()
-    job.wait(INLINE_WAIT)
-elif job is None:
-    st.info(waiting)
-    st.stop()
+    for note in compare.explanations(experiment):
+        st.info(note)
 
+    clicked = st.button("Run", type="primary", disabled=running or not rules)
+    waiting = (
+        None if clicked or job is not None else state.autostart_refusal(experiment)
+    )
+    if clicked or (job is None and waiting is None):
+        state.write_url(experiment)
+        try:
+            job = state.start_job(experiment, configs)
+        except LimitExceeded as error:
+            st.error(f"Not started: {error}")
+            st.stop()
+        job.wait(INLINE_WAIT)
+    elif job is None:
+        st.info(waiting)
+        st.stop()
 
-@st.fragment(run_every=POLL_SECONDS)
-def progress_view(job) -> None:
-    if job.done:
-        st.rerun()
-    queue_note = results.queue_text(job)
-    if queue_note:
-        st.info(queue_note)
-    st.progress(job.fraction_done(), text=results.progress_text(job))
-    if st.button(
-        "Stop",
-        help="Stops the running optimizer after its current step and takes the "
-        "others out of the queue; the results so far are kept.",
-    ):
-        job.cancel()
-    if any(run.rows for run in job.states):  # nothing to draw while queued
-        results.plot(results.live_figure(job), "live loss", key="cmp.live")
+    @st.fragment(run_every=POLL_SECONDS)
+    def progress_view(job) -> None:
+        if job.done:
+            st.rerun()
+        queue_note = results.queue_text(job)
+        if queue_note:
+            st.info(queue_note)
+        st.progress(job.fraction_done(), text=results.progress_text(job))
+        if st.button(
+            "Stop",
+            help="Stops the running optimizer after its current step and takes the "
+            "others out of the queue; the results so far are kept.",
+        ):
+            job.cancel()
+        if any(run.rows for run in job.states):  # nothing to draw while queued
+            results.plot(results.live_figure(job), "live loss", key="cmp.live")
 
-
-if not job.done:
-    progress_view(job)
-else:
-    if job.experiment != experiment:
-        st.caption("Settings changed since these results: press **Run** to update.")
-    st.caption(results.finished_text(job))
-    results.results(job)
+    if not job.done:
+        progress_view(job)
+    else:
+        if job.experiment != experiment:
+            st.warning(
+                "**These results are for earlier settings.** You changed the "
+                "settings since: press **Run** to update them."
+            )
+        st.caption(results.finished_text(job))
+        results.results(job)

@@ -1,6 +1,7 @@
 import streamlit as st
 
 from explorer.ui import curvature_view as cv
+from explorer.ui import pageurl, state
 from explorer.ui.theory import theory_link
 from explorer.ui.views import problem_and_point
 
@@ -11,11 +12,17 @@ st.markdown(
     f"reference. Definitions: {theory_link('ggn', 'GGN')}, {theory_link('fisher', 'Fisher')}, "
     f"{theory_link('ef', 'empirical Fisher')}, {theory_link('kfac', 'K-FAC')}."
 )
+warnings = pageurl.open_page("curvature")
 with st.sidebar:
     point = problem_and_point()
     keys = cv.applicable(point.problem)
+    params = cv.view_params(keys)
+    warnings += pageurl.seed_view("curvature", params)
     reference, damping, scale = cv.sidebar_controls(keys)
+for warning in warnings:
+    st.warning(warning)
 chosen = cv.curvature_picker(keys)
+pageurl.write_page_url(state.compare_context()[0], params)
 if not chosen:
     st.info("Choose at least one curvature above.")
     st.stop()

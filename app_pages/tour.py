@@ -10,7 +10,8 @@ st.markdown(
     "make the point and checks the claim live: the badge shows each measured number "
     "with its tolerance, and the test suite runs the very same checks."
 )
-tour.seed_from_url()
+for warning in tour.seed_from_url():
+    st.warning(warning)
 size = tour.size_picker()
 for claim, statement in CLAIMS.items():
     st.header(f"{claim} · {statement}", anchor=claim.lower())

@@ -148,3 +148,36 @@ def test_code_upload_needs_the_explicit_server_setting(monkeypatch):
     finally:
         if "test_page_pasted" in ex.CURVATURES:
             ex.CURVATURES.unregister("test_page_pasted")
+
+
+def test_a_sampled_estimator_is_explained_not_called_a_scale_bug():
+    """Before: the first screen failed the built-in fisher_mc as "a scale bug"."""
+    at = _page()
+    if at.selectbox[0].value == "fisher_mc":  # the first screen explains it
+        notes = " ".join(info.value for info in at.info)
+        assert "is a stochastic estimator" in notes
+    at = _run_battery(at, "fisher_mc", steps=2)
+    notes = " ".join(info.value for info in at.info)
+    assert "is a stochastic estimator" in notes
+    assert "spread of the estimate, not a scale error" in notes
+    assert "1/√samples" in notes
+    # and no verdict on the page calls one random draw a scale bug
+    text = " ".join(str(frame.value.to_dict()) for frame in at.dataframe)
+    assert "Scale" in text
+    assert "a scale bug (a forgotten 1/N" not in text
+
+
+def test_the_scale_verdict_of_a_sampled_estimator_speaks_of_its_draws():
+    from explorer.check.results import PointResult
+    from explorer.check.settings import CheckSettings
+    from explorer.check.verdicts import scale
+
+    point = PointResult("fisher_mc", "digits_mlp", 20, trace=6e-4, reference_trace=1.0)
+    settings = CheckSettings()
+    sampled = scale([point], "fisher", "declared", settings, sampled=True)
+    fixed = scale([point], "fisher", "declared", settings, sampled=False)
+    assert sampled.measured == fixed.measured == pytest.approx(6e-4)
+    assert "sampled estimate" in sampled.detail and "scale bug (" not in sampled.detail
+    assert "a scale bug (a forgotten 1/N" in fixed.detail
+    deterministic = ex.CURVATURES["fisher"].tags().sampled
+    assert ex.CURVATURES["fisher_mc"].tags().sampled and not deterministic

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import explorer as ex
+from explorer.problems.spec import PROBLEMS
 from explorer.ui.state import default_experiment
 from explorer.ui.urlstate import from_query, to_query
 
@@ -31,11 +32,36 @@ def test_the_saved_links_cover_the_tour_and_the_default():
 def test_a_saved_link_decodes_to_the_same_runs(link):
     experiment, warnings = from_query(link["query"], default_experiment())
     assert warnings == []
-    configs = experiment.run_configs()
-    assert [config.to_dict() for config in configs] == link["configs"]
-    # and writing it again gives the link the old code wrote for it (settings the
-    # app does not expose, such as record_steps, are not read from links)
-    assert to_query(experiment) == link["requery"]
+    configs = [config.to_dict() for config in experiment.run_configs()]
+    # The old code dropped the record plan a link carried (the app had no widget
+    # for it, so a tour link lost its log-spaced record); it is read now.
+    expected = [_with_record_plan(c, link["query"]) for c in link["configs"]]
+    assert configs == expected
+    # and writing it again gives the link the old code wrote for it, plus the
+    # record plan, less the values that have since become the problem's own
+    # declared defaults
+    requery = to_query(experiment)
+    old = {**link["requery"], **_record_plan(link["query"])}
+    dropped = {k: v for k, v in old.items() if k not in requery}
+    declared = PROBLEMS[experiment.problem].run_defaults
+    assert {k: v for k, v in old.items() if k in requery} == requery
+    assert dropped == {k: str(declared[k]) for k in dropped}
+    again, _ = from_query(requery, default_experiment())
+    assert [c.to_dict() for c in again.run_configs()] == expected
+
+
+def _record_plan(query: dict) -> dict:
+    return {k: query[k] for k in ("record_steps", "record_log") if k in query}
+
+
+def _with_record_plan(config: dict, query: dict) -> dict:
+    plan = _record_plan(query)
+    out = dict(config)
+    if "record_steps" in plan:
+        out["record_steps"] = int(plan["record_steps"])
+    if "record_log" in plan:
+        out["record_log"] = plan["record_log"] == "true"
+    return out
 
 
 def test_a_saved_runs_file_loads_and_reruns_identically():

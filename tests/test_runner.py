@@ -202,7 +202,10 @@ def test_divergence_and_indefiniteness_stop_one_run_while_others_finish():
     assert newton.status == "indefinite"
     assert "stopped at step 1" in newton.message
     assert "not positive definite" in newton.message
-    assert "raise the damping above" in newton.message
+    # under Levenberg–Marquardt (newton's default) λ must stay up: its floor too
+    assert "raise the starting damping and min_damping" in newton.message
+    assert "damping_adaptation='fixed'" in newton.message
+    assert "negative_curvature='truncate'" in newton.message
     assert "'ggn'" in newton.message  # the other remedy: a PSD curvature
     assert newton.steps == [0]
     assert histories["gauss_newton"].status == "ok"
@@ -333,11 +336,12 @@ def test_averaged_loss_by_hand(mode):
 def test_excess_loss_on_the_streaming_problem():
     config = ex.RunConfig("stream_logreg", {"dim": 2, "eval_size": 400}, steps=3, **CPU)
     history = ex.run(config)
+    assert config.batch_size == 100  # the problem's own default
     problem = ex.problem("stream_logreg", dim=2, eval_size=400)
     star = float(problem.objective(problem.theta_star))
     frame = history.to_frame()
     assert np.allclose(frame.excess_loss, frame.loss - star, rtol=0, atol=1e-15)
-    assert frame.examples.tolist() == [0, 1, 2, 3]  # fresh single samples by default
+    assert frame.examples.tolist() == [0, 100, 200, 300]  # 100 fresh samples a step
 
 
 def test_large_trajectories_are_subsampled(monkeypatch):

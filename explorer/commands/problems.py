@@ -32,6 +32,7 @@ def catalog() -> dict:
                 "label": spec.label,
                 "description": spec.description,
                 "options": options(spec.options),
+                "run_defaults": dict(spec.run_defaults),
             }
             for key, spec in ex.PROBLEMS.items()
         },

@@ -38,11 +38,14 @@ PER_UPDATE_COLUMNS = ("grad_norm", "update_norm", "damping", "rho", "alpha")
 # ----------------------------------------------------------------- shared parts
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Flags for every scalar field of ``RunConfig`` (help from its schema)."""
+    from explorer.problems.spec import PROBLEMS
     from explorer.runs import RUN_OPTIONS
 
     for option in RUN_OPTIONS:
         flag = "--" + option.name.replace("_", "-")
         text = f"{option.help} Default: {option.default!r}; allowed: {allowed(option)}."
+        if any(option.name in spec.run_defaults for spec in PROBLEMS.values()):
+            text += " Some problems declare their own default (`problems` lists them)."
         if option.kind == "bool":
             parser.add_argument(flag, action="store_true", default=None, help=text)
         else:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from explorer.curvature.base import CurvatureOperator
 from explorer.curvature.mlp import MLPForward, mlp_layers
-from explorer.curvature.solvers import IndefiniteCurvatureError
+from explorer.curvature.solvers import IndefiniteCurvatureError, require_finite
 from explorer.curvature.tags import MLP, KroneckerBlock, Tags
 from explorer.options import Option
 from explorer.problems.base import LinearLayer, Problem
@@ -211,8 +211,13 @@ class KFACOperator(CurvatureOperator):
         return torch.cholesky_solve(left.transpose(-1, -2), a_chol).transpose(-1, -2)
 
     def _exact_inverse(self, index: int, v_bar: Tensor, damping: float) -> Tensor:
-        a_vals, a_vecs = torch.linalg.eigh(self.input_factors[index])
-        s_vals, s_vecs = torch.linalg.eigh(self.output_factors[index])
+        a, s = self.input_factors[index], self.output_factors[index]
+        require_finite(a, self.key)
+        require_finite(s, self.key)
+        a_vals, a_vecs = torch.linalg.eigh(a)
+        s_vals, s_vecs = torch.linalg.eigh(s)
+        # Gram matrices: eigenvalues below zero are round-off.
+        a_vals, s_vals = a_vals.clamp(min=0.0), s_vals.clamp(min=0.0)
         spectrum = s_vals[:, None] * a_vals[None, :] + damping
         if float(spectrum.min()) <= 0:
             raise IndefiniteCurvatureError(self.key, damping, float(spectrum.min()))
@@ -221,8 +226,21 @@ class KFACOperator(CurvatureOperator):
 
 
 def _cholesky(matrix: Tensor, shift: float, key: str, damping: float) -> Tensor:
+    """The Cholesky factor of one damped Kronecker factor ``matrix + shift·I``.
+
+    The factors are Gram matrices (PSD by construction), so with λ > 0 every
+    shifted factor is positive definite in exact arithmetic. A shift below the
+    round-off of the factor's entries (a nearly rank-deficient factor from a
+    one-example batch, with a lopsided π) can still fail numerically; it is then
+    raised to that round-off level, which changes no digit that was meaningful.
+    """
+    require_finite(matrix, key)
     eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
     factor, info = torch.linalg.cholesky_ex(matrix + shift * eye)
+    if int(info) != 0 and shift > 0:
+        scale = float(matrix.diagonal().abs().max())
+        noise = matrix.shape[0] * torch.finfo(matrix.dtype).eps * scale
+        factor, info = torch.linalg.cholesky_ex(matrix + max(shift, 10 * noise) * eye)
     if int(info) != 0:
         smallest = float(torch.linalg.eigvalsh(matrix)[0]) + shift
         raise IndefiniteCurvatureError(key, damping, smallest)

@@ -33,10 +33,12 @@ class IndefiniteCurvatureError(ArithmeticError):
             if self.min_eigenvalue is not None
             else "conjugate gradients met negative curvature"
         )
-        super().__init__(
-            f"{key} + λI with λ = {damping:.3g} is not positive definite ({found}). "
-            f"Remedy: {self.remedy}"
+        #: What was found, without a remedy (callers that know the damping
+        #: schedule or the solver's options compose their own).
+        self.finding = (
+            f"{key} + λI with λ = {damping:.3g} is not positive definite ({found})."
         )
+        super().__init__(f"{self.finding} Remedy: {self.remedy}")
 
     @property
     def remedy(self) -> str:
@@ -51,13 +53,34 @@ class IndefiniteCurvatureError(ArithmeticError):
         )
 
 
+class NonFiniteCurvatureError(ArithmeticError):
+    """The curvature holds inf or NaN entries: the parameters or the network's
+    outputs overflowed, so the run has diverged (it is not a question of damping).
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(
+            f"the {key} curvature holds non-finite entries (the parameters or the "
+            "outputs overflowed)"
+        )
+
+
+def require_finite(matrix: Tensor, key: str) -> None:
+    """Raises :class:`NonFiniteCurvatureError` unless every entry is finite."""
+    if not bool(torch.isfinite(matrix).all()):
+        raise NonFiniteCurvatureError(key)
+
+
 def damped_cholesky(matrix: Tensor, damping: float, key: str = "C") -> Tensor:
     """The lower Cholesky factor of ``matrix + damping·I``.
 
     Raises:
         IndefiniteCurvatureError: The damped matrix is not positive definite; the
             error carries its smallest eigenvalue and the remedy.
+        NonFiniteCurvatureError: ``matrix`` holds inf or NaN.
     """
+    require_finite(matrix, key)
     damped = matrix.clone()
     damped.diagonal().add_(damping)
     factor, info = torch.linalg.cholesky_ex(damped)

@@ -1,9 +1,23 @@
-"""Heatmaps of curvature matrices: signed (diverging) or log-magnitude, and differences."""
+"""Heatmaps of curvature matrices: signed (diverging) or log-magnitude, and differences.
+
+Curvature matrices of networks are heavy-tailed: a few entries (the output biases, a
+saturated unit's diagonal) are a hundred times the bulk. A diverging scale spanning
+±max|C| maps nearly every cell to the neutral colour, and the figure looks like a
+blank square. A signed heatmap therefore spans ± a robust magnitude, the 99th
+percentile of the nonzero |entries| (when the largest entry is more than twice it),
+saturates the entries beyond, and says so on its colour bar and in its title.
+
+Matrices larger than the browser can draw are shown block by block: on the signed
+scale each cell is the entry of largest magnitude of its block, sign kept (averaging
+signed entries cancels them to grey); on the log scale it is the mean |entry|.
+A difference C − R that is zero, or round-off, is a one-line note, not a grey square.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
@@ -11,31 +25,213 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from explorer.plots.common import NUMBER
+from explorer.plots.common import NUMBER, to_numpy
 from explorer.plots.theme import DIVERGING, SEQUENTIAL, apply_layout
 
-#: Matrices larger than this are average-pooled for display (the browser's limit).
+#: Matrices larger than this are pooled for display (the browser's limit).
 MAX_CELLS = 400
+#: A signed heatmap spans ± this quantile of the nonzero |entries| (None: max|C|)…
+ROBUST_QUANTILE = 0.99
+#: …when the largest |entry| exceeds that quantile by more than this factor (below
+#: it the tail leaves most of the colour range to the bulk, and nothing saturates).
+ROBUST_RATIO = 2.0
+#: Relative size, in units of the working precision's ε, of a difference that is
+#: round-off: |C − R| ≤ max(1e-10, 100 ε) · max(|C|, |R|) is "equal to round-off".
+ROUNDOFF_ULPS = 100.0
+ROUNDOFF_FLOOR = 1e-10
+#: Cells within this fraction of the colour range of 0 are indistinguishable from
+#: the neutral colour; when most cells are, the figure suggests the log scale (the
+#: bulk of a network's Hessian is often 100× below its largest block).
+FAINT = 0.05
+
+#: What a pooled cell shows, per scale (see :func:`pool`).
+POOLING = {"signed": "absmax", "log": "absmean"}
+POOLING_WORDS = {
+    "mean": "mean of",
+    "absmax": "largest-|value| entry of",
+    "absmean": "mean |value| of",
+}
 
 
-def pool(matrix: Tensor, max_size: int = MAX_CELLS) -> tuple[np.ndarray, int]:
-    """Average-pools (P, P) into at most max_size² cells; returns (array, factor)."""
-    matrix = matrix.detach().double().cpu()
-    size = matrix.shape[0]
+def pool(
+    matrix: Tensor | np.ndarray, max_size: int = MAX_CELLS, how: str = "mean"
+) -> tuple[np.ndarray, int]:
+    """Pools (P, P) into at most max_size² cells of f × f blocks; returns (array, f).
+
+    ``how``: ``"mean"`` (signed block mean), ``"absmax"`` (the block's entry of
+    largest magnitude, with its sign) or ``"absmean"`` (mean |entry|). The last block
+    of a row may be smaller than f × f (P need not divide). A matrix that fits is
+    returned as it is (f = 1), signed whatever ``how``.
+
+    Example:
+        >>> m = np.array([[1.0, -3.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 5.0]])
+        >>> pool(m, 2, "absmax")[0].tolist(), pool(m, 2, "absmean")[0].tolist()
+        ([[-3.0, 0.0], [0.0, 5.0]], [[1.5, 0.0], [0.0, 5.0]])
+    """
+    if how not in POOLING_WORDS:
+        raise ValueError(f"how = {how!r} must be one of {', '.join(POOLING_WORDS)}")
+    values = to_numpy(matrix)
+    size = values.shape[0]
     factor = max(1, math.ceil(size / max_size))
     if factor == 1:
-        return matrix.numpy(), 1
-    padded_size = math.ceil(size / factor) * factor
-    padded = torch.full((padded_size, padded_size), float("nan"), dtype=torch.float64)
-    padded[:size, :size] = matrix
-    blocks = padded.view(padded_size // factor, factor, padded_size // factor, factor)
-    return torch.nanmean(blocks, dim=(1, 3)).numpy(), factor
+        return values, 1
+    cells = math.ceil(size / factor)
+    padded = np.full((cells * factor, cells * factor), np.nan)
+    padded[:size, :size] = values
+    # (cells, cells, f²): one row of f² entries per block, NaN padding at the edge.
+    blocks = padded.reshape(cells, factor, cells, factor).transpose(0, 2, 1, 3)
+    blocks = blocks.reshape(cells, cells, factor * factor)
+    if how == "mean":
+        return np.nanmean(blocks, axis=2), factor
+    if how == "absmean":
+        return np.nanmean(np.abs(blocks), axis=2), factor
+    largest = np.nanargmax(np.abs(blocks), axis=2)  # every block has a real entry
+    return np.take_along_axis(blocks, largest[..., None], axis=2)[..., 0], factor
+
+
+@dataclass(frozen=True)
+class ColourRange:
+    """The colour range ±``bound`` of a signed heatmap.
+
+    Attributes:
+        bound: The diverging scale spans [−bound, bound].
+        peak: max |value| of the values drawn.
+        saturated: How many values lie beyond ±bound (drawn in the end colours).
+        cells: How many values there are.
+        faint: The fraction of them within :data:`FAINT` · bound of 0.
+    """
+
+    bound: float
+    peak: float
+    saturated: int
+    cells: int
+    faint: float = 0.0
+
+    @property
+    def clipped(self) -> bool:
+        return self.saturated > 0
+
+
+def signed_range(
+    values: np.ndarray,
+    quantile: float | None = ROBUST_QUANTILE,
+    limit: float | None = None,
+) -> ColourRange:
+    """The colour range of a signed heatmap of ``values``.
+
+    bound = ``limit`` if given; else q, the ``quantile`` of the nonzero finite
+    |values|, when max|values| > :data:`ROBUST_RATIO` · q; else max|values| (1 for
+    an all-zero matrix).
+
+    Example:
+        >>> values = np.r_[np.ones(999), -1e6]  # one huge entry among many ones
+        >>> colours = signed_range(values)
+        >>> colours.bound, colours.saturated, colours.faint
+        (1.0, 1, 0.0)
+        >>> signed_range(values, quantile=None).faint  # ±1e6: the ones look like 0
+        0.999
+    """
+    magnitudes = np.abs(values[np.isfinite(values)])
+    peak = float(magnitudes.max()) if magnitudes.size else 0.0
+    if limit is not None:
+        bound = float(limit)
+    else:
+        bound = peak
+        nonzero = magnitudes[magnitudes > 0]
+        if quantile is not None and nonzero.size:
+            robust = float(np.quantile(nonzero, quantile))
+            if peak > ROBUST_RATIO * robust:
+                bound = robust
+        bound = bound or 1.0
+    saturated = int((magnitudes > bound).sum())
+    faint = float((magnitudes <= FAINT * bound).mean()) if magnitudes.size else 1.0
+    return ColourRange(bound, peak, saturated, int(values.size), faint)
+
+
+def _number(value: float) -> str:
+    """Three significant digits with a real minus sign."""
+    return f"{value:.3g}".replace("-", "−")
+
+
+def _signed_colorbar(title: str, bound: float, clipped: bool) -> dict:
+    """A colour bar for ±bound; a clipped one marks its ends ≤ −bound and ≥ bound."""
+    if not clipped:
+        return {"title": title}
+    ticks = [-bound, -bound / 2, 0.0, bound / 2, bound]
+    text = [f"≤ {_number(-bound)}", _number(-bound / 2), "0", _number(bound / 2)]
+    return {
+        "title": f"{title}<br>(saturated beyond ±{_number(bound)})",
+        "tickvals": ticks,
+        "ticktext": [*text, f"≥ {_number(bound)}"],
+    }
 
 
 def _check_scale(scale: str) -> str:
     if scale not in ("signed", "log"):
         raise ValueError(f"scale = {scale!r} must be 'signed' or 'log'")
     return scale
+
+
+def _hover(name: str, factor: int, how: str) -> str:
+    pooled = f"<br>({POOLING_WORDS[how]} {factor}×{factor} cells)" if factor > 1 else ""
+    return (
+        f"{name}<br>row %{{y}}, column %{{x}}<br>value %{{customdata{NUMBER}}}"
+        f"{pooled}<extra></extra>"
+    )
+
+
+def _trace(
+    values: np.ndarray,
+    factor: int,
+    scale: str,
+    *,
+    unit: float = 1.0,
+    limit: float | None = None,
+    floor: float | None = None,
+    quantile: float | None = ROBUST_QUANTILE,
+    name: str = "",
+    showscale: bool = True,
+    colorbar_title: str | None = None,
+) -> tuple[go.Heatmap, ColourRange | None]:
+    """The heatmap of pooled ``values`` drawn as values ÷ ``unit`` (hover: values).
+
+    Returns the trace and, on the signed scale, its :class:`ColourRange` (in the
+    drawn units).
+    """
+    shown = values / unit
+    index = np.arange(values.shape[0]) * factor
+    common = {
+        "x": index,
+        "y": index,
+        "customdata": values,
+        "hovertemplate": _hover(name, factor, POOLING[scale]),
+        "showscale": showscale,
+        "name": name,
+    }
+    if scale == "signed":
+        colours = signed_range(shown, quantile, limit)
+        trace = go.Heatmap(
+            z=shown,
+            colorscale=DIVERGING,
+            zmid=0.0,
+            zmin=-colours.bound,
+            zmax=colours.bound,
+            colorbar=_signed_colorbar(
+                colorbar_title or "value", colours.bound, colours.clipped
+            ),
+            **common,
+        )
+        return trace, colours
+    magnitude = float(np.nanmax(np.abs(shown))) if shown.size else 0.0
+    low = floor if floor is not None else (magnitude or 1.0) * 1e-10
+    trace = go.Heatmap(
+        z=np.log10(np.maximum(np.abs(shown), low)),
+        colorscale=SEQUENTIAL,
+        zmin=math.log10(low),
+        colorbar={"title": colorbar_title or "log₁₀|value|"},
+        **common,
+    )
+    return trace, None
 
 
 def heatmap_trace(
@@ -47,54 +243,27 @@ def heatmap_trace(
     max_size: int = MAX_CELLS,
     name: str = "",
     showscale: bool = True,
+    quantile: float | None = ROBUST_QUANTILE,
 ) -> tuple[go.Heatmap, int]:
     """One heatmap trace and the pooling factor used.
 
-    ``"signed"``: a diverging scale centred at zero, symmetric ±``limit``
-    (default max|M|). ``"log"``: log₁₀|M| from ``floor`` (default max|M|·1e-10) up;
-    hover always shows the signed value.
+    ``"signed"``: a diverging scale centred at zero, symmetric ±``limit`` (default:
+    the robust range of :func:`signed_range`; entries beyond saturate and the colour
+    bar says so). ``"log"``: log₁₀|M| from ``floor`` (default max|M|·1e-10) up;
+    hover always shows the value (pooled: see :data:`POOLING`).
     """
     _check_scale(scale)
-    values, factor = pool(matrix, max_size)
-    size = values.shape[0]
-    index = np.arange(size) * factor
-    magnitude = float(np.nanmax(np.abs(values))) if values.size else 0.0
-    hover = (
-        f"{name}<br>row %{{y}}, column %{{x}}<br>value %{{customdata{NUMBER}}}"
-        + (f"<br>(mean of {factor}×{factor} cells)" if factor > 1 else "")
-        + "<extra></extra>"
+    values, factor = pool(matrix, max_size, POOLING[scale])
+    trace, _ = _trace(
+        values,
+        factor,
+        scale,
+        limit=limit,
+        floor=floor,
+        quantile=quantile,
+        name=name,
+        showscale=showscale,
     )
-    if scale == "signed":
-        bound = limit if limit is not None else (magnitude or 1.0)
-        trace = go.Heatmap(
-            z=values,
-            x=index,
-            y=index,
-            customdata=values,
-            colorscale=DIVERGING,
-            zmid=0.0,
-            zmin=-bound,
-            zmax=bound,
-            colorbar={"title": "value"},
-            hovertemplate=hover,
-            showscale=showscale,
-            name=name,
-        )
-    else:
-        low = floor if floor is not None else (magnitude or 1.0) * 1e-10
-        logs = np.log10(np.maximum(np.abs(values), low))
-        trace = go.Heatmap(
-            z=logs,
-            x=index,
-            y=index,
-            customdata=values,
-            colorscale=SEQUENTIAL,
-            zmin=math.log10(low),
-            colorbar={"title": "log₁₀|value|"},
-            hovertemplate=hover,
-            showscale=showscale,
-            name=name,
-        )
     return trace, factor
 
 
@@ -107,6 +276,33 @@ def _block_lines(figure: go.Figure, blocks, row=None, col=None) -> None:
             figure.add_hline(y=edge, line={"color": "#444", "width": 1}, **kwargs)
 
 
+def _clip_note(colours: ColourRange | None, quantile: float | None) -> str:
+    """What a reader must know about a saturated colour range ("" when none)."""
+    if colours is None or not colours.clipped:
+        return ""
+    source = (
+        f" ({quantile * 100:g}th percentile of |C|)" if quantile is not None else ""
+    )
+    return (
+        f"colours clipped at ±{_number(colours.bound)}{source}: "
+        f"{colours.saturated:,} of {colours.cells:,} cells saturate "
+        f"(max {_number(colours.peak)})"
+    )
+
+
+def _faint_note(colours: ColourRange | None) -> str:
+    """The hint that most cells look neutral on this scale ("" when few do)."""
+    if colours is None or colours.faint <= 0.5 or colours.peak == 0:
+        return ""
+    return f"{colours.faint:.0%} of cells ≈ 0 on this scale: try the log scale"
+
+
+def _with_notes(title: str, notes: Sequence[str]) -> str:
+    """A title with a small second line of notes."""
+    notes = [n for n in notes if n]
+    return title + (f"<br><sup>{'; '.join(notes)}</sup>" if notes else "")
+
+
 def matrix_heatmap(
     matrix: Tensor,
     title: str = "",
@@ -114,6 +310,7 @@ def matrix_heatmap(
     *,
     blocks: Sequence[tuple[str, slice]] | None = None,
     max_size: int = MAX_CELLS,
+    quantile: float | None = ROBUST_QUANTILE,
 ) -> go.Figure:
     """A heatmap of one (P, P) matrix (rows top to bottom, as it is printed).
 
@@ -122,20 +319,32 @@ def matrix_heatmap(
         title: Figure title.
         scale: ``"signed"`` (diverging, zero white) or ``"log"`` (log₁₀|M|).
         blocks: ``problem.blocks()`` to draw the layer boundaries.
-        max_size: Larger matrices are average-pooled (noted in the hover).
+        max_size: Larger matrices are pooled (noted in the title and the hover).
+        quantile: The signed colour range's quantile of |entries| (see
+            :func:`signed_range`); None spans ±max|M|.
     """
-    trace, factor = heatmap_trace(matrix, scale, max_size=max_size, name=title)
+    _check_scale(scale)
+    values, factor = pool(matrix, max_size, POOLING[scale])
+    trace, colours = _trace(values, factor, scale, quantile=quantile, name=title)
     figure = go.Figure(trace)
     _block_lines(figure, blocks)
+    size = values.shape[0]
+    notes = [_clip_note(colours, quantile), _faint_note(colours)]
+    if factor > 1:
+        notes.insert(0, f"each cell: {POOLING_WORDS[POOLING[scale]]} its block")
+    if not np.any(values):
+        notes.append("all entries are 0")
     pooled = f" (pooled {factor}×{factor})" if factor > 1 else ""
+    ticks = {"dtick": 1} if size <= 16 else {}
     apply_layout(
         figure,
-        title=(title or "Matrix") + pooled,
-        xaxis={"title": "parameter index (column)", "constrain": "domain"},
+        title=_with_notes((title or "Matrix") + pooled, notes),
+        xaxis={"title": "parameter index (column)", "constrain": "domain", **ticks},
         yaxis={
             "title": "parameter index (row)",
             "autorange": "reversed",
             "scaleanchor": "x",
+            **ticks,
         },
         height=560,
     )
@@ -151,22 +360,56 @@ def matrices_figure(
     max_size: int = 200,
     shared_scale: bool = False,
     columns: int = 3,
+    quantile: float | None = ROBUST_QUANTILE,
 ) -> go.Figure:
     """Several matrices in a grid, each with its magnitude in its title.
 
-    With ``shared_scale`` every panel uses one colour scale (compare magnitudes);
-    by default each panel is scaled by its own max|C| (compare structure: one large
-    matrix, such as the empirical Fisher far from the optimum, would otherwise wash
-    the others out). The hover always shows the exact value.
+    With ``shared_scale`` every panel uses one colour scale (compare magnitudes: on
+    the signed scale, the widest of the panels' robust ranges); by default each
+    panel is drawn in units of its own range (compare structure: one large matrix,
+    such as the empirical Fisher far from the optimum, would otherwise wash the
+    others out): its robust range on the signed scale (:func:`signed_range`), its
+    max|C| on the log scale. A panel's title says where its colours saturate; the
+    hover always shows the exact value.
     """
+    _check_scale(scale)
     if not matrices:
         raise ValueError("pass at least one matrix")
     names = list(matrices)
-    peaks = {n: float(m.detach().abs().max()) or 1.0 for n, m in matrices.items()}
-    magnitude = max(peaks.values())
+    how = POOLING[scale]
+    pooled = {name: pool(m, max_size, how) for name, m in matrices.items()}
+    peaks = {n: float(np.abs(to_numpy(m)).max()) for n, m in matrices.items()}
+    magnitude = max(peaks.values()) or 1.0
+    ranges = (
+        {n: signed_range(pooled[n][0], quantile) for n in names}
+        if scale == "signed"
+        else {}
+    )
+    shared_bound = max((r.bound for r in ranges.values()), default=1.0)
     cols = max(1, min(columns, len(names)))
     rows = math.ceil(len(names) / cols)
-    titles = [f"{name}<br><sup>max |C| = {peaks[name]:.3g}</sup>" for name in names]
+    drawn: dict[str, tuple[go.Heatmap, ColourRange | None]] = {}
+    for index, name in enumerate(names):
+        values, factor = pooled[name]
+        if scale == "signed":
+            unit = 1.0 if shared_scale else ranges[name].bound
+            limit = shared_bound if shared_scale else 1.0
+            floor = None
+        else:
+            unit = 1.0 if shared_scale else (peaks[name] or 1.0)
+            limit = None
+            floor = (magnitude if shared_scale else 1.0) * 1e-10
+        drawn[name] = _trace(
+            values,
+            factor,
+            scale,
+            unit=unit,
+            limit=limit,
+            floor=floor,
+            name=name,
+            showscale=index == len(names) - 1,
+        )
+    titles = [_panel_title(n, peaks[n], magnitude, drawn[n][1], scale) for n in names]
     figure = make_subplots(
         rows=rows,
         cols=cols,
@@ -175,26 +418,18 @@ def matrices_figure(
         vertical_spacing=0.12,
     )
     size = int(next(iter(matrices.values())).shape[0])
+    clipped = any(c is not None and c.clipped for _, c in drawn.values())
     for index, name in enumerate(names):
         row, col = divmod(index, cols)
-        limit = magnitude if shared_scale else peaks[name]
-        matrix = matrices[name] if shared_scale else matrices[name] / limit
-        trace, _ = heatmap_trace(
-            matrix,
-            scale,
-            limit=1.0 if not shared_scale else magnitude,
-            floor=(magnitude if shared_scale else 1.0) * 1e-10,
-            max_size=max_size,
-            name=name,
-            showscale=index == len(names) - 1,
-        )
-        trace.customdata = pool(matrices[name], max_size)[0]  # exact values on hover
+        trace, colours = drawn[name]
         if not shared_scale:
-            trace.colorbar = {
-                "title": "value ÷ panel max"
+            trace.colorbar = (
+                _signed_colorbar("value ÷ its panel's range", 1.0, clipped)
                 if scale == "signed"
-                else "log₁₀(|value| ÷ max)"
-            }
+                else {"title": "log₁₀(|value| ÷ max)"}
+            )
+        elif colours is not None:
+            trace.colorbar = _signed_colorbar("value", colours.bound, clipped)
         figure.add_trace(trace, row=row + 1, col=col + 1)
         figure.update_yaxes(autorange="reversed", row=row + 1, col=col + 1)
         if size <= 16:  # small matrices: one tick per parameter
@@ -203,7 +438,77 @@ def matrices_figure(
         _block_lines(figure, blocks, row=row + 1, col=col + 1)
     figure.update_xaxes(title_text="parameter index", row=rows, col=1)
     figure.update_yaxes(title_text="parameter index", row=1, col=1)
-    apply_layout(figure, title=title or "Curvature matrices", height=380 * rows + 80)
+    factor = next(iter(pooled.values()))[1]
+    note = f"each cell: {POOLING_WORDS[how]} a {factor}×{factor} block" * (factor > 1)
+    faint = [
+        name
+        for name, (_, colours) in drawn.items()
+        if _faint_note(colours) and peaks[name] > ROUNDOFF_FLOOR * magnitude
+    ]
+    if faint:
+        note += "; " * bool(note) + (
+            f"most cells of {', '.join(faint)} ≈ 0 on this scale: try the log scale"
+        )
+    apply_layout(
+        figure,
+        title=_with_notes(title or "Curvature matrices", [note]),
+        height=380 * rows + 80,
+    )
+    return figure
+
+
+def _panel_title(
+    name: str, peak: float, largest: float, colours: ColourRange | None, scale: str
+) -> str:
+    """``name`` over its max |C|, where its colours saturate, or that it is ≈ 0."""
+    facts = [f"max |C| = {peak:.3g}"]
+    if peak == 0:
+        facts.append("all entries 0")
+    elif peak <= ROUNDOFF_FLOOR * largest:
+        facts.append("round-off next to the other panels")
+    elif scale == "signed" and colours is not None and colours.clipped:
+        facts.append(f"{colours.saturated:,} cells saturate")
+    return f"{name}<br><sup>{', '.join(facts)}</sup>"
+
+
+def roundoff_tolerance(*matrices: Tensor) -> float:
+    """The relative size of a round-off difference between ``matrices``:
+    max(:data:`ROUNDOFF_FLOOR`, :data:`ROUNDOFF_ULPS` · ε) for the least precise
+    floating dtype among them.
+
+    Example:
+        >>> roundoff_tolerance(torch.zeros(1, dtype=torch.float32))
+        1.1920928955078125e-05
+        >>> roundoff_tolerance(torch.zeros(1, dtype=torch.float64))
+        1e-10
+    """
+    eps = max(
+        (torch.finfo(m.dtype).eps for m in matrices if m.dtype.is_floating_point),
+        default=torch.finfo(torch.float64).eps,
+    )
+    return max(ROUNDOFF_FLOOR, ROUNDOFF_ULPS * eps)
+
+
+def note_figure(title: str, text: str) -> go.Figure:
+    """A short figure holding one line of text where a heatmap would say nothing."""
+    figure = go.Figure()
+    figure.add_annotation(
+        text=text,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        font={"size": 14, "color": "#333"},
+    )
+    apply_layout(
+        figure,
+        title=title,
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        height=150,
+        margin={"t": 50, "b": 10},
+    )
     return figure
 
 
@@ -214,20 +519,41 @@ def difference_figure(
     *,
     blocks: Sequence[tuple[str, slice]] | None = None,
     max_size: int = MAX_CELLS,
+    rtol: float | None = None,
 ) -> go.Figure:
-    """C − R on a diverging scale, titled with ‖C − R‖_F / ‖R‖_F."""
+    """C − R on a diverging scale, titled with ‖C − R‖_F / ‖R‖_F (the title always
+    ends "= <that ratio>)", whichever form the figure takes).
+
+    When max|C − R| ≤ ``rtol`` · max(max|C|, max|R|) (default
+    :func:`roundoff_tolerance`) the heatmap would be one neutral square: the figure
+    is then a one-line note that C is identical to R (max |C − R| = 0) or equal to
+    round-off (max |C − R| stated).
+    """
     if matrix.shape != reference.shape:
         raise ValueError(
             f"shapes differ: {tuple(matrix.shape)} and {tuple(reference.shape)}"
         )
+    c, r = names
     diff = matrix.double() - reference.double()
+    worst = float(diff.abs().max()) if diff.numel() else 0.0
+    scale = max(float(matrix.abs().max()), float(reference.abs().max()), 0.0)
+    tolerance = rtol if rtol is not None else roundoff_tolerance(matrix, reference)
     norm = float(torch.linalg.matrix_norm(reference.double()))
     rel = float(torch.linalg.matrix_norm(diff)) / norm if norm > 0 else math.inf
+    if worst == 0.0:
+        rel = 0.0  # also when R = 0: C = R = 0
+    frobenius = f"‖{c} − {r}‖<sub>F</sub> / ‖{r}‖<sub>F</sub> = {rel:.3g}"
+    if worst == 0.0:
+        return note_figure(
+            f"{c} − {r}: identical ({frobenius})",
+            f"{c} is identical to {r} (max |{c} − {r}| = 0): nothing to draw",
+        )
+    if worst <= tolerance * scale:
+        return note_figure(
+            f"{c} − {r}: round-off only ({frobenius})",
+            f"{c} equals {r} up to round-off: max |{c} − {r}| = {worst:.2g} "
+            f"= {worst / scale:.2g} × the largest |entry|",
+        )
     return matrix_heatmap(
-        diff,
-        f"{names[0]} − {names[1]}  (‖{names[0]} − {names[1]}‖_F / ‖{names[1]}‖_F = "
-        f"{rel:.3g})",
-        "signed",
-        blocks=blocks,
-        max_size=max_size,
+        diff, f"{c} − {r}  ({frobenius})", "signed", blocks=blocks, max_size=max_size
     )

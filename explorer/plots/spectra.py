@@ -60,6 +60,60 @@ def _series(pairs: Any) -> tuple[np.ndarray, np.ndarray, int]:
     return values, ranks, size
 
 
+#: Two spectra whose eigenvalues differ by at most this × their largest |λ| are
+#: identical: one hides under the other, so the legend says "identical to …".
+IDENTICAL_RTOL = 1e-10
+#: Rank axes spanning at most this many ranks get one tick per rank (Plotly would
+#: otherwise tick halves: ranks 0.5, 1.5).
+RANK_TICKS = 10
+
+
+def identical_spectra(
+    first: tuple[np.ndarray, np.ndarray, int],
+    second: tuple[np.ndarray, np.ndarray, int],
+    rtol: float = IDENTICAL_RTOL,
+) -> bool:
+    """Whether two (values, ranks, P) series have the same ranks and eigenvalues
+    within ``rtol`` · max|λ|.
+
+    Example:
+        >>> ranks = np.arange(1, 4)
+        >>> a = (np.array([3.0, 2.0, 1.0]), ranks, 3)
+        >>> b = (np.array([3.0, 2.0, 1.0 + 1e-14]), ranks, 3)
+        >>> identical_spectra(a, b), identical_spectra(a, (a[0] * 2, ranks, 3))
+        (True, False)
+    """
+    (a, ranks_a, size_a), (b, ranks_b, size_b) = first, second
+    if size_a != size_b or a.shape != b.shape or not np.array_equal(ranks_a, ranks_b):
+        return False
+    if not a.size:
+        return True
+    scale = max(np.abs(a).max(), np.abs(b).max())
+    return bool(np.abs(a - b).max() <= rtol * scale)
+
+
+def _twins(labels: list[str], series: list) -> dict[str, str]:
+    """``{label: the first earlier label with an identical spectrum}``."""
+    twins: dict[str, str] = {}
+    for index, label in enumerate(labels):
+        for earlier in range(index):
+            if labels[earlier] in twins:
+                continue  # compare with the first of each group only
+            if identical_spectra(series[earlier], series[index]):
+                twins[label] = labels[earlier]
+                break
+    return twins
+
+
+def _rank_ticks(figure: go.Figure, ranks: list[np.ndarray], col: int | None) -> None:
+    """Whole-number ticks on a linear rank axis (one per rank when few)."""
+    where = {"row": 1, "col": col} if col else {}
+    pooled = np.concatenate(ranks) if ranks else np.array([1])
+    span = pooled.max() - pooled.min() if pooled.size else 0
+    ticks = {"dtick": 1, "tick0": 1} if span <= RANK_TICKS else {}
+    figure.update_xaxes(tickformat="d", **ticks, **where)
+
+
 def spectrum_figure(
     spectra: Mapping[str, Eigenpairs | Any],
     scale: str = "log",
@@ -77,7 +131,10 @@ def spectrum_figure(
     the Hessian's negative curvature is visible next to the PSD matrices. Hover
     shows the signed value. When the data hold the top and the bottom of a spectrum
     (Lanczos at both ends), the two ends get side-by-side panels with a shared y
-    axis instead of two clumps at the ends of one long rank axis.
+    axis instead of two clumps at the ends of one long rank axis. A spectrum
+    identical to an earlier one (Fisher and GGN for a matching loss) would hide under
+    it: its legend entries say "identical to …" and it is drawn as larger open
+    rings around the first.
 
     Args:
         spectra: ``{label: Eigenpairs, a list of them (e.g. top and bottom) or
@@ -95,6 +152,7 @@ def spectrum_figure(
     if scale not in ("log", "linear"):
         raise ValueError(f"scale = {scale!r} must be 'log' or 'linear'")
     series = [_series(pairs) for pairs in spectra.values()]
+    twins = _twins(list(spectra), series)
     split = _is_split(series)
     if split:
         figure = make_subplots(
@@ -108,7 +166,14 @@ def spectrum_figure(
         figure = go.Figure()
     for (label, _), (values, ranks, size) in zip(spectra.items(), series):
         color = curvature_color(_key_of(label, keys))
-        hover = f"<b>{label}</b><br>rank %{{x}}<br>λ = %{{customdata{NUMBER}}}<extra></extra>"
+        twin = twins.get(label)
+        same = f", identical to {twin}" if twin else ""
+        hover = (
+            f"<b>{label}</b>{same}<br>rank %{{x}}<br>"
+            f"λ = %{{customdata{NUMBER}}}<extra></extra>"
+        )
+        # A twin is drawn over its original: rings around its markers, not on them.
+        ring = {"size": 13, "line": {"width": 2, "color": color}} if twin else {}
         parts = (
             [(ranks <= size / 2, 1), (ranks > size / 2, 2)]
             if split
@@ -126,11 +191,19 @@ def spectrum_figure(
                         y=values[part],
                         customdata=values[part],
                         mode="lines+markers",
-                        name=label,
+                        name=label + same,
                         legendgroup=label,
                         showlegend=label not in shown,
-                        marker={"color": color, "size": 6},
-                        line={"color": color, "width": 1},
+                        marker={
+                            "color": color,
+                            "size": 6,
+                            **({**ring, "symbol": "circle-open"} if twin else {}),
+                        },
+                        line={
+                            "color": color,
+                            "width": 1,
+                            "dash": "dot" if twin else "solid",
+                        },
                         hovertemplate=hover,
                     ),
                     **where,
@@ -151,7 +224,9 @@ def spectrum_figure(
                 mask = part & select
                 if not mask.any():
                     continue
-                name = f"{label}{suffix}"
+                name = f"{label}{suffix}{same}"
+                if twin and not symbol.endswith("-open"):
+                    symbol += "-open"
                 shown_y = (
                     np.abs(values[mask])
                     if kind != "zero"
@@ -166,7 +241,7 @@ def spectrum_figure(
                         name=name,
                         legendgroup=label,
                         showlegend=name not in shown,
-                        marker={"color": color, "size": 7, "symbol": symbol},
+                        marker={"color": color, "size": 7, "symbol": symbol, **ring},
                         hovertemplate=hover,
                     ),
                     **where,
@@ -185,6 +260,13 @@ def spectrum_figure(
     )
     x_type = "log" if log_x else "linear"
     figure.update_xaxes(title_text="rank (1 = largest eigenvalue)", type=x_type)
+    if not log_x:
+        for part, col in ((1, 1), (2, 2)) if split else ((None, None),):
+            panel = [
+                r[(r <= size / 2) == (part == 1)] if part else r
+                for _, r, size in series
+            ]
+            _rank_ticks(figure, panel, col)
     figure.update_yaxes(type="log" if scale == "log" else "linear")
     figure.update_yaxes(title_text=y_title, **({"row": 1, "col": 1} if split else {}))
     apply_layout(figure, title=title or "Eigenvalues", margin={"t": 90})
@@ -279,8 +361,8 @@ def block_spectra_figure(
 
 #: Quality metrics drawn along a trajectory: column -> (title, log axis).
 QUALITY_ROWS: dict[str, tuple[str, bool]] = {
-    "relative_frobenius_error": ("‖C − R‖_F / ‖R‖_F", True),
-    "cosine": ("cos∠(d_C, d_R)", False),
+    "relative_frobenius_error": ("‖C − R‖<sub>F</sub> / ‖R‖<sub>F</sub>", True),
+    "cosine": ("cos∠(d<sub>C</sub>, d<sub>R</sub>)", False),
     "top_overlap": ("top-k eigenvector overlap", False),
     "trace_ratio": ("tr C / tr R", False),
     "condition": ("cond(C + λI)", True),

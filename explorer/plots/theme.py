@@ -12,6 +12,7 @@ same colour in every session and every figure.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -142,9 +143,91 @@ def run_styles(runs: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
+#: Log axes: powers of ten as 10ⁿ, and intermediate ticks (which Plotly adds when an
+#: axis spans one to a few decades) labelled with their whole value (2×10, 5×10⁻³).
+#: Plotly's default labels them with their first digit only, so a "2" just above "10"
+#: reads as 2 where it means 20.
+LOG_AXIS: dict[str, Any] = {"exponentformat": "power", "minorloglabels": "complete"}
+
+#: Pixels one line of a subplot title takes (make_subplots' 16 px font, with leading).
+SUBPLOT_TITLE_LINE = 22
+#: Pixels one line of the figure title takes (1.4 × the 13 px layout font, leading).
+TITLE_LINE = 26
+#: The least top margin of a figure whose panels have titles.
+SUBPLOT_TITLE_MARGIN = 80
+
+
+def text_lines(text: str | None) -> int:
+    """Lines of a Plotly label (``<br>`` breaks them); 0 for no text.
+
+    Example:
+        >>> text_lines("H<br><sup>max |C| = 2</sup>"), text_lines(""), text_lines(None)
+        (2, 0, 0)
+    """
+    if not text:
+        return 0
+    return len(re.split(r"<br\s*/?>", text, flags=re.IGNORECASE))
+
+
+def subplot_title_lines(figure: Any) -> int:
+    """Lines of the tallest title over the top row of panels (0: no such titles).
+
+    Subplot titles are the paper-anchored annotations ``make_subplots`` puts on the
+    top edge of each panel, bottom-anchored there.
+    """
+    tops = [(axis.domain or (0.0, 1.0))[1] for axis in figure.select_yaxes()]
+    top = max(tops, default=1.0)
+    lines = 0
+    for note in figure.layout.annotations:
+        if (
+            note.yref == "paper"
+            and note.yanchor == "bottom"
+            and note.y is not None
+            and note.y >= top - 1e-9
+        ):
+            lines = max(lines, text_lines(note.text))
+    return lines
+
+
+def _style_log_axes(figure: Any) -> None:
+    """:data:`LOG_AXIS` on every log axis (keys a builder set stay as set)."""
+    for axis in (*figure.select_xaxes(), *figure.select_yaxes()):
+        if axis.type == "log":
+            for key, value in LOG_AXIS.items():
+                if axis[key] is None:
+                    axis[key] = value
+
+
+def _make_room_for_titles(figure: Any) -> None:
+    """Puts the figure title above the panel titles, with a top margin that fits both.
+
+    Plotly centres the title in the top margin by default, where the titles of the
+    top row of panels (drawn upwards from the panels' top edge) overlap it. With
+    panel titles or a multi-line title, the title's bottom is anchored
+    ``pad`` pixels above the plot area instead, ``pad`` being the height of the
+    panel titles, and the top margin grows to hold the title above them.
+    """
+    panel = subplot_title_lines(figure)
+    title = text_lines(figure.layout.title.text)
+    if panel == 0 and title <= 1:
+        return
+    pad = SUBPLOT_TITLE_LINE * panel + 10 if panel else 8
+    needed = pad + TITLE_LINE * max(title, 1) + 14
+    if panel:
+        needed = max(needed, SUBPLOT_TITLE_MARGIN)
+    current = figure.layout.margin.t
+    figure.update_layout(
+        title={"yref": "paper", "y": 1.0, "yanchor": "bottom", "pad": {"b": pad}},
+        margin={"t": max(needed, current or 0)},
+    )
+
+
 def apply_layout(figure: Any, **overrides: Any) -> Any:
     """Applies :data:`LAYOUT` and ``overrides`` (dicts such as ``margin`` are merged
     key by key) to a Plotly figure; returns it.
+
+    Call it last, once the traces and panels exist: log axes get :data:`LOG_AXIS`,
+    and the title moves above the panel titles (see :func:`_make_room_for_titles`).
     """
     layout = dict(LAYOUT)
     for key, value in overrides.items():
@@ -152,4 +235,6 @@ def apply_layout(figure: Any, **overrides: Any) -> Any:
         both_dicts = isinstance(base, dict) and isinstance(value, dict)
         layout[key] = {**base, **value} if both_dicts else value
     figure.update_layout(**layout)
+    _style_log_axes(figure)
+    _make_room_for_titles(figure)
     return figure

@@ -191,6 +191,9 @@ DIGITS_MLP = ProblemSpec(
         "activation. 64-32-10 has P = 2,410 parameters: dense matrices fit."
     ),
     tags=frozenset({"classification", "real_data"}),
+    # Curvature on 128 examples: the exact Fisher/GGN steps are then 20 CG
+    # iterations of cheap products rather than a P × P factorization.
+    run_defaults={"curvature_batch_size": 128},
     test_cases=(
         TinyCase("digits_tanh", {"hidden": (5,), "train_size": 40}),
         TinyCase(

@@ -116,6 +116,12 @@ class ProblemSpec:
             reference and identity tests run all of them, the rule matrix the
             first: the tiny default). Every built-in problem declares at least one;
             their options are validated here.
+        run_defaults: Run settings this problem is meant to run with, in place of
+            the generic defaults of ``explorer.SETTINGS_OPTIONS`` (e.g. a batch of
+            fresh samples per step for a streaming problem). They are *the*
+            defaults for this problem everywhere — the library's ``RunConfig``,
+            the CLI, the app and its links — and are validated by
+            ``explorer.runs.settings.problem_settings``. Read-only.
     """
 
     key: str
@@ -125,9 +131,11 @@ class ProblemSpec:
     description: str = ""
     tags: frozenset[str] = field(default_factory=frozenset)
     test_cases: tuple[TinyCase, ...] = ()
+    run_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "test_cases", tuple(self.test_cases))
+        object.__setattr__(self, "run_defaults", dict(self.run_defaults))
         for case in self.test_cases:
             if not isinstance(case, TinyCase):
                 raise ValueError(

@@ -24,7 +24,7 @@ from explorer.optimizers.rules import RULES
 from explorer.options import Option, resolve_options
 from explorer.problems.base import Problem
 from explorer.problems.spec import PROBLEMS, problem
-from explorer.runs.settings import SETTINGS_OPTIONS, RunSettings
+from explorer.runs.settings import SETTINGS_OPTIONS, RunSettings, problem_settings
 
 LABEL_OPTION = Option(
     "label",
@@ -173,7 +173,7 @@ class RunConfig:
             raise ValueError(
                 f"run config has no field {unknown[0]!r}; fields: {', '.join(FIELDS)}"
             )
-        base = settings if settings is not None else RunSettings()
+        base = settings if settings is not None else problem_settings(problem)
         set_(self, "settings", base.replace(**setting_fields))
         set_(self, "label", LABEL_OPTION.validate(label, where="run"))
 

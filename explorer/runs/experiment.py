@@ -15,7 +15,7 @@ from typing import Any
 
 from explorer.problems.base import Problem
 from explorer.runs.config import ProblemConfig, RunConfig
-from explorer.runs.settings import RunSettings
+from explorer.runs.settings import RunSettings, problem_settings
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,10 @@ class Experiment:
 
     @property
     def settings(self) -> RunSettings:
-        """The loop settings every run shares."""
-        return RunSettings.from_dict(self.run_options)
+        """The loop settings every run shares: the problem's defaults, then
+        ``run_options``.
+        """
+        return problem_settings(self.problem, **self.run_options)
 
     @property
     def problem_config(self) -> ProblemConfig:
@@ -90,14 +92,14 @@ class Experiment:
 
 #: The app's default comparison, sized to finish in a few seconds on 2 CPU cores
 #: (``benchmarks/bench_rules.py`` prints its time): the digits MLP 64-32-10
-#: (P = 2,410) with full-batch gradients and curvature on 128 examples, so the exact
-#: Fisher and GGN steps are 20 CG iterations of cheap products rather than a dense
-#: P × P factorization.
+#: (P = 2,410) with full-batch gradients and curvature on 128 examples (the
+#: problem's own default), so the exact Fisher and GGN steps are 20 CG iterations of
+#: cheap products rather than a dense P × P factorization.
 DEFAULT_EXPERIMENT = Experiment(
     problem="digits_mlp",
     rules=tuple(
         RuleChoice(rule)
         for rule in ("sgd", "adam", "natural_gradient", "gauss_newton", "kfac")
     ),
-    run_options={"steps": 50, "curvature_batch_size": 128},
+    run_options={},
 )

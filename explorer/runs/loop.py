@@ -21,10 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from explorer.curvature.solvers import IndefiniteCurvatureError
+from explorer.curvature.solvers import (
+    IndefiniteCurvatureError,
+    NonFiniteCurvatureError,
+)
 from explorer.optimizers.base import StepContext, UpdateRule
 from explorer.problems.base import Batch, Problem
 from explorer.runs.history import COLUMNS, History, trajectory_plan
+from explorer.runs.remedies import diverged_message, indefinite_message
 from explorer.runs.settings import RunSettings
 
 #: Called as ``progress(step, total, metrics)`` after each recorded step.
@@ -227,15 +231,25 @@ def _finite(value: Tensor) -> bool:
     return bool(torch.isfinite(value).all())
 
 
+#: A finite loss counts as diverged once it exceeds h₀ + GROWTH_LIMIT·(|h₀| + 1):
+#: four orders of magnitude above the starting loss's scale (the +1 keeps a start
+#: near zero from flagging ordinary noise).
+GROWTH_LIMIT = 1e4
+
+
+def _runaway_growth(recorder: Recorder, step: int) -> str | None:
+    """What grew, when the loss recorded at ``step`` ran away from h₀; else None."""
+    rows, losses = recorder.rows, recorder.metrics["loss"]
+    if step not in rows or 0 not in rows:
+        return None
+    start, now = losses[rows[0]], losses[rows[step]]
+    if now <= start + GROWTH_LIMIT * (abs(start) + 1.0):
+        return None
+    return f"the loss grew from {start:.3g} to {now:.3g}"
+
+
 def _diverged(step: int, what: str, rule: UpdateRule) -> str:
-    if "damping" in rule.options:
-        remedy = (
-            "lower lr, raise the damping, or let Levenberg–Marquardt adapt it "
-            "(damping_adaptation='lm')"
-        )
-    else:
-        remedy = "lower the learning rate lr"
-    return f"diverged at step {step}: {what}. Remedy: {remedy}."
+    return diverged_message(step, what, rule.options)
 
 
 def _step_row(delta: Tensor, info: dict[str, float]) -> dict[str, float]:
@@ -318,7 +332,11 @@ def execute(
         try:
             delta, state, info = rule.update(grad, state, ctx)
         except IndefiniteCurvatureError as error:
-            status, message = "indefinite", f"stopped at step {k + 1}: {error}"
+            status = "indefinite"
+            message = indefinite_message(k + 1, error, rule.options)
+            break
+        except NonFiniteCurvatureError as error:
+            status, message = "diverged", _diverged(k + 1, str(error), rule)
             break
         except (ValueError, ArithmeticError, RuntimeError) as error:
             status = "error"
@@ -343,6 +361,10 @@ def execute(
             break
         theta, last_row, good_step = candidate, step_row, k + 1
         recorder.keep_theta(good_step, theta)
+        growth = _runaway_growth(recorder, good_step)
+        if growth is not None:
+            status, message = "diverged", _diverged(good_step, growth, rule)
+            break
     if status != "ok" and recorder.wants(good_step):
         record(good_step, theta, last_row)
     if status == "ok":

@@ -22,11 +22,12 @@ from typing import Any
 from explorer.optimizers.base import UpdateRule
 from explorer.optimizers.rules import RULES
 from explorer.problems.base import Problem
+from explorer.problems.spec import PROBLEMS
 from explorer.runs.config import ProblemConfig, RunConfig
 from explorer.runs.experiment import Experiment
 from explorer.runs.history import History
 from explorer.runs.loop import Cancel, Progress, execute
-from explorer.runs.settings import RunSettings
+from explorer.runs.settings import RunSettings, problem_settings
 
 
 def prepare_rule(
@@ -66,7 +67,9 @@ def run_on(
         problem: Any :class:`~explorer.Problem` (e.g. one reparameterized by hand).
         rule: A key of ``explorer.RULES``.
         options: The rule's options (and its curvature's).
-        settings: Steps, seed, batch sizes... (default: :class:`RunSettings`()).
+        settings: Steps, seed, batch sizes... (default: the registered problem's
+            defaults, :func:`~explorer.runs.settings.problem_settings`; the generic
+            :class:`RunSettings` for a problem built by hand).
         label: Display name (default: the rule key).
         progress: As in :func:`run`.
         cancel: As in :func:`run`.
@@ -80,7 +83,7 @@ def run_on(
     """
     prepared = prepare_rule(problem, rule, options)
     return execute(
-        settings or RunSettings(),
+        settings or _default_settings(problem),
         problem,
         prepared,
         label=label,
@@ -277,3 +280,9 @@ def _entry_config(
             f"rule entry {entry!r} must be a rule key, a mapping or a RunConfig"
         )
     return RunConfig.from_dict(fields)
+
+
+def _default_settings(problem: Problem) -> RunSettings:
+    if problem.key in PROBLEMS:
+        return problem_settings(problem.key)
+    return RunSettings()

@@ -162,3 +162,52 @@ class RunSettings:
                 f"{', '.join(cls.names())}"
             )
         return cls(**dict(data))
+
+
+def problem_run_defaults(problem: str) -> dict[str, Any]:
+    """The run settings problem ``problem`` declares in place of the generic ones.
+
+    Raises:
+        ValueError: An unknown problem, or a declared setting that is not a field
+            of :class:`RunSettings` or is out of its range (a registration error).
+    """
+    from explorer.problems.spec import PROBLEMS
+
+    declared = dict(PROBLEMS[problem].run_defaults)
+    try:
+        RunSettings.from_dict(declared)
+    except ValueError as error:
+        raise ValueError(f"problem {problem!r} run_defaults: {error}") from None
+    return declared
+
+
+def settings_options(problem: str | None = None) -> tuple[Option, ...]:
+    """:data:`SETTINGS_OPTIONS` with ``problem``'s declared defaults in place.
+
+    What "default" means for a run on ``problem``: widgets start there, links and
+    configs omit values equal to it, and ``--help`` can name it.
+
+    Example:
+        >>> [o.default for o in settings_options("stream_logreg")
+        ...  if o.name == "batch_size"]
+        [100]
+    """
+    declared = problem_run_defaults(problem) if problem is not None else {}
+    return tuple(
+        dataclasses.replace(option, default=declared[option.name])
+        if option.name in declared
+        else option
+        for option in SETTINGS_OPTIONS
+    )
+
+
+def problem_settings(problem: str, **changes: Any) -> RunSettings:
+    """The default settings of runs on ``problem``, with ``changes`` applied.
+
+    Example:
+        >>> problem_settings("digits_mlp").curvature_batch_size
+        128
+        >>> problem_settings("linreg_2d", steps=3).curvature_batch_size is None
+        True
+    """
+    return RunSettings.from_dict({**problem_run_defaults(problem), **changes})

@@ -169,9 +169,34 @@ def plugin_sources() -> PluginSources:
     return dataclasses.replace(app, uploaded=uploaded_sources())
 
 
+def stochastic_note(key: str) -> str | None:
+    """Plain words on what a sampled curvature's verdicts mean, or None for a
+    deterministic one.
+    """
+    spec = CURVATURES.get(key)
+    if spec is None or not spec.tags().sampled:
+        return None
+    return (
+        f"**{spec.label} is a stochastic estimator.** Each time it is built it "
+        "draws random labels from the model's own predictions and averages their "
+        "gradient outer products. Averaged over many draws it equals its reference "
+        "exactly; any single draw is off by a random amount, most where the model is "
+        "confident (a sampled label then rarely falls on an unlikely class, so the "
+        "draw misses that class's curvature). One draw's trace ratio can therefore "
+        "land outside the tolerance band with nothing wrong: that is the spread of "
+        "the estimate, not a scale error. To tell the two apart, raise its "
+        "`samples` (the spread shrinks like 1/√samples) or look at many draws: a "
+        "real bug stays off on average."
+    )
+
+
 def show_report(result: dict[str, Any]) -> None:
     """Verdicts, sections (tables and figures) and the two downloads."""
     report: CheckReport = result["report"]
+    for curvature in report.curvatures:
+        note = stochastic_note(curvature.key)
+        if note is not None:
+            st.info(note)
     (st.success if report.passed else st.error)(
         "Every declared property holds."
         if report.passed

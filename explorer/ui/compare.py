@@ -56,9 +56,12 @@ def problem_controls(container: Any = st) -> tuple[str, dict[str, Any]]:
     return key, values
 
 
-def run_controls(container: Any = st) -> dict[str, Any]:
-    """Steps, batch sizes, seed, averaging, device and dtype."""
-    schema = list(state.run_schema())
+def run_controls(problem: str, container: Any = st) -> dict[str, Any]:
+    """Steps, batch sizes, seed, averaging, device and dtype (``problem``'s
+    defaults).
+    """
+    state.follow_problem(problem)
+    schema = list(state.run_schema(problem))
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for index, option in enumerate(schema):
         if option.name == "device":

@@ -20,13 +20,14 @@ from explorer.plots import (
 )
 from explorer.server import views
 from explorer.server.views import CurvatureAnalysis
-from explorer.ui import state
+from explorer.ui import pageurl, state
 from explorer.ui.computed import cached_figure, computed
 from explorer.ui.results import plot
 from explorer.ui.views import Point, damping_input
 
 #: Curvatures shown on a first visit (those the problem supports).
 DEFAULT_CURVATURES = ("fisher", "ggn", "hessian", "ef", "kfac")
+SCALES = ("signed", "log")
 TABS = ("Matrices", "Differences", "Spectra", "Generalized spectra", "Quality")
 
 
@@ -129,16 +130,27 @@ def table_value(value: Any) -> Any:
     return f"{number:.4g}"
 
 
+def view_params(keys: list[str]) -> tuple[pageurl.ViewParam, ...]:
+    """The page's controls as URL parameters (``v.curvatures=fisher,ggn`` …)."""
+    return (
+        pageurl.ViewParam("curvatures", "view.curvatures", pageurl.choices(keys)),
+        pageurl.ViewParam("reference", "view.reference", pageurl.choice(keys)),
+        pageurl.ViewParam("damping", "view.damping", pageurl.number(0.0, 1e8)),
+        pageurl.ViewParam("scale", "view.scale", pageurl.choice(SCALES)),
+    )
+
+
 def _label(key: str) -> str:
     return ex.CURVATURES[key].label
 
 
 def sidebar_controls(keys: list[str]) -> tuple[str, float, str]:
     """(reference curvature, damping λ, heatmap scale)."""
+    if st.session_state.get("view.reference") not in keys:
+        st.session_state["view.reference"] = "fisher" if "fisher" in keys else keys[0]
     reference = st.selectbox(
         "Reference",
         keys,
-        index=keys.index("fisher") if "fisher" in keys else 0,
         key="view.reference",
         format_func=_label,
         help="What the differences and the quality table compare against.",
@@ -151,7 +163,7 @@ def sidebar_controls(keys: list[str]) -> tuple[str, float, str]:
     )
     scale = st.radio(
         "Heatmap scale",
-        ["signed", "log"],
+        list(SCALES),
         horizontal=True,
         key="view.scale",
         help="Signed values on a diverging scale, or log₁₀|C|.",
@@ -161,10 +173,13 @@ def sidebar_controls(keys: list[str]) -> tuple[str, float, str]:
 
 def curvature_picker(keys: list[str]) -> tuple[str, ...]:
     """The curvatures to show (any registered one the problem supports)."""
+    shown = st.session_state.get("view.curvatures")
+    if shown is None:
+        shown = [k for k in DEFAULT_CURVATURES if k in keys]
+    st.session_state["view.curvatures"] = [k for k in shown if k in keys]
     chosen = st.multiselect(
         "Curvatures",
         keys,
-        default=[k for k in DEFAULT_CURVATURES if k in keys],
         key="view.curvatures",
         format_func=_label,
         help="Any registered curvature, plugins included.",

@@ -164,6 +164,22 @@ class ComparisonJob:
                 done += min(state.total, int(state.rows[-1].get("step", 0)))
         return min(1.0, done / total) if total else 1.0
 
+    def remaining_seconds(self) -> float | None:
+        """About how long until every run is done, from the pace so far: the time
+        since the first run started times (1 − f)/f at fraction done f. None
+        before any progress (the queue's estimate covers the wait).
+        """
+        starts = [
+            t.computation.started_at
+            for t in self.tickets
+            if t.computation.started_at is not None
+        ]
+        fraction = self.fraction_done()
+        if not starts or fraction <= 0.0 or fraction >= 1.0:
+            return None
+        running_for = time.monotonic() - min(starts)
+        return running_for * (1.0 - fraction) / fraction
+
     def histories(self) -> dict[str, History]:
         """Finished histories by label (partial ones included once stopped)."""
         return {s.label: s.history for s in self.states if s.history is not None}

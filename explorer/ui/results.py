@@ -11,7 +11,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from explorer.plots import (
-    figures_to_html,
     hyperparameter_figure,
     loss_figure,
     run_report,
@@ -94,7 +93,13 @@ def progress_text(job: ComparisonJob) -> str:
         now = "waiting for a worker"
     else:
         now = "finishing"
-    return f"{finished}/{len(states)} optimizers done, {now}… ({job.elapsed:.1f} s)"
+    percent = 100.0 * job.fraction_done()
+    remaining = job.remaining_seconds()
+    left = f", about {remaining:.0f} s left" if remaining is not None else ""
+    return (
+        f"{percent:.0f}% · {finished}/{len(states)} optimizers done, {now}… "
+        f"({job.elapsed:.1f} s so far{left})"
+    )
 
 
 def queue_text(job: ComparisonJob) -> str | None:
@@ -295,11 +300,13 @@ def downloads(job: ComparisonJob, key: str, figures: dict[str, Any]) -> None:
             "text/x-python",
             width="stretch",
         )
+    base_url = st.context.url or "./"  # the link back restores the experiment
     html = cached_figure(
-        f"html|{key}",
-        lambda: figures_to_html(
+        f"html|{key}|{base_url}",
+        lambda: exports.comparison_html(
+            job.experiment,
             {**figures_for_export(histories), **figures},
-            title="Curvature Explorer comparison",
+            base_url=base_url,
         ),
     )
     columns[3].download_button(

@@ -22,20 +22,15 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from explorer.optimizers.rules import RULES
 from explorer.plugins import ENV_VARIABLE
 from explorer.problems.spec import PROBLEMS
-from explorer.runs import (
-    DEFAULT_EXPERIMENT,
-    RUN_OPTIONS,
-    Experiment,
-    RuleChoice,
-    RunConfig,
-)
+from explorer.runs import DEFAULT_EXPERIMENT, Experiment, RuleChoice, RunConfig
+from explorer.runs.settings import settings_options
 from explorer.server.engine import Engine, EngineUnavailable
 from explorer.server.limits import LimitExceeded
 from explorer.server.tasks import PluginSources
 from explorer.ui.jobs import ComparisonJob
 from explorer.ui.plugins import app_plugin_folder
 from explorer.ui.urlstate import APP_RUN_OPTIONS, from_query, to_query
-from explorer.ui.widgets import non_default, seed_form
+from explorer.ui.widgets import non_default, seed, seed_form, widget_value
 
 PROBLEM = "cmp.problem"
 RULE_IDS = "cmp.rule_ids"
@@ -44,6 +39,7 @@ SEEDED = "cmp.seeded"
 PENDING = "cmp.pending_experiment"
 EXPERIMENT = "cmp.experiment"  # a non-widget copy: widget state is dropped off-page
 WARNINGS = "cmp.url_warnings"
+RUN_PROBLEM = "cmp.run_problem"  # the problem whose defaults the run widgets show
 SESSION = "server.session"
 _ids = itertools.count()
 
@@ -53,8 +49,11 @@ def default_experiment() -> Experiment:
     return DEFAULT_EXPERIMENT
 
 
-def run_schema() -> tuple:
-    return tuple(option for option in RUN_OPTIONS if option.name in APP_RUN_OPTIONS)
+def run_schema(problem: str) -> tuple:
+    """The run settings the app exposes, with ``problem``'s own defaults."""
+    return tuple(
+        option for option in settings_options(problem) if option.name in APP_RUN_OPTIONS
+    )
 
 
 def problem_prefix(problem: str) -> str:
@@ -81,7 +80,31 @@ def seed_experiment(experiment: Experiment) -> None:
         ids.append(rule_id)
         seed_rule(rule_id, choice)
     st.session_state[RULE_IDS] = ids
-    seed_form(run_schema(), "cmp.run", experiment.run_options)
+    seed_form(run_schema(experiment.problem), "cmp.run", experiment.run_options)
+    st.session_state[RUN_PROBLEM] = experiment.problem
+
+
+def follow_problem(problem: str) -> None:
+    """Moves the run widgets to ``problem``'s defaults when the problem changed.
+
+    A setting the person changed from the previous problem's default is kept; the
+    others take the new problem's (so digits' 128-example curvature batch does not
+    carry over to a problem whose default is the full batch, and the same defaults
+    hold whether one arrives by a link, the CLI or the selector).
+    """
+    previous = st.session_state.get(RUN_PROBLEM)
+    if previous == problem:
+        return
+    if previous is not None:
+        old, new = run_schema(previous), run_schema(problem)
+        for old_option, option in zip(old, new, strict=True):
+            key = f"cmp.run.{option.name}"
+            current = st.session_state.get(
+                key, widget_value(old_option, old_option.default)
+            )
+            if current == widget_value(old_option, old_option.default):
+                seed(option, key, option.default)
+    st.session_state[RUN_PROBLEM] = problem
 
 
 def seed_rule(rule_id: int, choice: RuleChoice) -> None:
@@ -147,7 +170,7 @@ def experiment_from(
         problem=problem,
         problem_options=non_default(PROBLEMS[problem].options, problem_values),
         rules=tuple(rules),
-        run_options=non_default(run_schema(), run_values),
+        run_options=non_default(run_schema(problem), run_values),
     )
 
 
@@ -227,6 +250,13 @@ def autostart_refusal(experiment: Experiment) -> str | None:
 
 def current_job() -> ComparisonJob | None:
     return st.session_state.get(JOB)
+
+
+def forget_job() -> None:
+    """Stops and drops the session's comparison (its problem was switched away)."""
+    job = st.session_state.pop(JOB, None)
+    if job is not None and not job.done:
+        job.cancel()
 
 
 def start_job(experiment: Experiment, configs: list[RunConfig]) -> ComparisonJob:

@@ -9,6 +9,8 @@ link reopens the tour at that claim.
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
@@ -40,18 +42,44 @@ def load(key: str, size: str) -> PresetResult:
     return run_preset(key, size)
 
 
-def seed_from_url() -> None:
-    """Opens the preset a link names (``?preset=key&size=small``) once per session."""
+def seed_from_url() -> list[str]:
+    """Opens the preset a link names (``?preset=key&size=small``) once per session.
+
+    Returns:
+        A warning for each parameter the link holds that the tour ignores.
+    """
     if st.session_state.get("tour.url_read"):
-        return
+        return []
     st.session_state["tour.url_read"] = True
     query = st.query_params.to_dict()
+    warnings = []
     size = query.get("size")
     if size in SIZES:
         st.session_state[SIZE] = size
+    elif size is not None:
+        warnings.append(f"ignored size={size!r}: expected one of {', '.join(SIZES)}")
     key = query.get("preset")
     if key in PRESETS:
         st.session_state[ACTIVE] = key
+    elif key is not None:
+        warnings.append(f"ignored unknown preset {key!r}; the presets are listed below")
+    for name in sorted(set(query) - {"size", "preset"}):
+        warnings.append(f"ignored unknown parameter {name!r}")
+    return warnings
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|$~])")
+
+
+def plain(text: str) -> str:
+    r"""``text`` shown literally inside Markdown: ``θ*`` stays ``θ*`` instead of
+    opening italics, ``$`` does not start LaTeX.
+
+    Example:
+        >>> print(plain("‖θ* − θ‖"))
+        ‖θ\* − θ‖
+    """
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
 def size_picker() -> str:
@@ -107,8 +135,8 @@ def show(preset: Preset, size: str) -> None:
     badge = ("✓ " if check.passed else "✗ ") + check.badge
     (st.success if check.passed else st.error)(badge)
     lines = [
-        f"- **{m.name}** = {format_number(float(m.value))} ({m.tolerance}) — "
-        f"{m.meaning}"
+        f"- **{plain(m.name)}** = {plain(format_number(float(m.value)))} "
+        f"({plain(m.tolerance)}) — {plain(m.meaning)}"
         for m in check.measurements
     ]
     st.markdown("\n".join(lines))

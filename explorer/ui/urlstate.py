@@ -13,14 +13,17 @@ import here: the codec is pure and tested directly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from explorer.optimizers.rules import RULES
 from explorer.options import Option
 from explorer.problems.spec import PROBLEMS
-from explorer.runs.config import RUN_OPTIONS
 from explorer.runs.experiment import Experiment, RuleChoice
+from explorer.runs.settings import settings_options
 
 #: Run settings the app exposes (the others keep their RunConfig defaults).
 APP_RUN_OPTIONS = (
@@ -31,6 +34,8 @@ APP_RUN_OPTIONS = (
     "averaging",
     "average_start",
     "average_decay",
+    "record_steps",
+    "record_log",
     "device",
     "dtype",
 )
@@ -78,7 +83,8 @@ def to_query(experiment: Experiment) -> dict[str, str]:
             query[f"r{index}.{name}"] = text
         if choice.label:
             query[f"r{index}.label"] = choice.label
-    for name, text in _non_default(RUN_OPTIONS, experiment.run_options).items():
+    run_schema = settings_options(experiment.problem)
+    for name, text in _non_default(run_schema, experiment.run_options).items():
         query[name] = text
     return query
 
@@ -93,9 +99,19 @@ def _decode(option: Option, text: str, warnings: list[str], where: str) -> Any:
 
 
 def from_query(
-    query: Mapping[str, str], default: Experiment
+    query: Mapping[str, str],
+    default: Experiment,
+    *,
+    page_keys: tuple[str, ...] = (),
 ) -> tuple[Experiment, list[str]]:
     """The experiment a link describes, falling back to ``default`` piece by piece.
+
+    Args:
+        query: The link's parameters.
+        default: What a parameter that is absent or invalid falls back to.
+        page_keys: Parameters a page reads itself (its view state: ``v.…``, a
+            preset key); every other parameter this codec does not know is
+            reported.
 
     Returns:
         (experiment, warnings): every ignored parameter gets one warning line.
@@ -127,13 +143,63 @@ def from_query(
                 warnings.append(f"kept the first {MAX_RULES} rules")
                 break
             rules.append(_decode_rule(key, index, query, warnings))
+    warnings.extend(_orphan_rule_parameters(query))
     run_options = {} if "problem" in query else dict(default.run_options)
-    for option in RUN_OPTIONS:
+    for option in settings_options(problem):
         if option.name in query and option.name in APP_RUN_OPTIONS:
             run_options[option.name] = _decode(
                 option, query[option.name], warnings, "run"
             )
+    warnings.extend(_device_warning(run_options))
+    for key in query:
+        if not _known(key, page_keys):
+            warnings.append(f"ignored unknown parameter {key!r}")
     return Experiment(problem, problem_options, tuple(rules), run_options), warnings
+
+
+def _known(key: str, page_keys: tuple[str, ...]) -> bool:
+    return (
+        key in ("problem", "rules")
+        or key in APP_RUN_OPTIONS
+        or key in page_keys
+        or key.startswith(("p.", "v."))
+        or _RULE_KEY.match(key) is not None
+    )
+
+
+_RULE_KEY = re.compile(r"r(\d+)\.(.+)")
+
+
+def _orphan_rule_parameters(query: Mapping[str, str]) -> list[str]:
+    """A warning for each ``rN.option`` with no N-th entry in ``rules=``."""
+    count = len([k for k in query.get("rules", "").split(",") if k])
+    out = []
+    for key in query:
+        match = _RULE_KEY.match(key)
+        if match and int(match.group(1)) >= count:
+            where = (
+                "there is no rules= parameter"
+                if "rules" not in query
+                else (f"rules= lists {count} optimizer(s)")
+            )
+            out.append(f"ignored {key}={query[key]!r}: {where}")
+    return out
+
+
+def _device_warning(run_options: dict[str, Any]) -> list[str]:
+    """Drops a CUDA device a CPU-only machine cannot honour, with a warning."""
+    device = run_options.get("device")
+    if (
+        isinstance(device, str)
+        and device.startswith("cuda")
+        and not torch.cuda.is_available()
+    ):
+        run_options.pop("device")
+        return [
+            f"ignored run device={device!r}: CUDA is not available here; runs "
+            "use the CPU"
+        ]
+    return []
 
 
 def _decode_rule(

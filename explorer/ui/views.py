@@ -105,12 +105,10 @@ def problem_and_point(container: Any = st) -> Point:
 
 def damping_input(key: str, default: float, help_text: str) -> float:
     """The damping λ of a view (a number input in the sidebar's style)."""
+    # the default goes through the session state (not value=) so that a link can
+    # set the widget without Streamlit's "default and state both set" warning
+    st.session_state.setdefault(key, default)
     value = st.number_input(
-        "Damping λ",
-        min_value=0.0,
-        value=default,
-        format="%.2e",
-        key=key,
-        help=help_text,
+        "Damping λ", min_value=0.0, format="%.2e", key=key, help=help_text
     )
     return float(value)

@@ -8,7 +8,7 @@ import explorer as ex
 
 def test_a_vanishing_direction_is_a_zero_step_not_an_indefinite_curvature():
     config = ex.RunConfig(
-        "stream_logreg", rule="kfac", steps=30, curvature_batch_size=128
+        "stream_logreg", rule="kfac", steps=30, batch_size=1, curvature_batch_size=128
     )
     history = ex.run(config)
     # Before: "kfac + λI with λ = 0.0774 is not positive definite (its smallest

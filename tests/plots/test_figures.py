@@ -96,7 +96,13 @@ def test_matrix_heatmaps_signed_log_pooled_and_differences(moons_ops):
         array(pooled.data[0].z).shape == (10, 10)
         and "pooled 3×3" in pooled.layout.title.text
     )
-    assert array(pooled.data[0].z)[0, 0] == pytest.approx(1 / 3)
+    # Signed: a block's largest-|value| entry (the diagonal stays 1, not a grey 1/3);
+    # log: its mean |entry| (3 ones among 9 cells).
+    assert array(pooled.data[0].z)[0, 0] == 1.0 and array(pooled.data[0].z)[0, 1] == 0
+    pooled_log = plots.matrix_heatmap(
+        torch.eye(30, dtype=torch.float64), scale="log", max_size=10
+    )
+    assert array(pooled_log.data[0].customdata)[0, 0] == pytest.approx(1 / 3)
     diff = plots.difference_figure(ggn, hessian, ("G", "H"))
     np.testing.assert_allclose(array(diff.data[0].z), (ggn - hessian).numpy())
     rel = float(

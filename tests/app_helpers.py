@@ -31,11 +31,15 @@ def run_until_done(at: AppTest, timeout: float = 120.0) -> AppTest:
 
 
 #: The text of a view waiting for its computation on the engine.
-WAITING = re.compile(r"queued, place \d+|computing on a worker")
+WAITING = re.compile(
+    r"queued, place \d+|computing on a worker|Running the comparison for the paths"
+)
 
 
 def waiting(at: AppTest) -> bool:
-    return any(WAITING.search(info.value) for info in at.info)
+    texts = [info.value for info in at.info]
+    texts += [bar.proto.text for bar in at.get("progress")]
+    return any(WAITING.search(text) for text in texts)
 
 
 def settle(at: AppTest, timeout: float = 120.0, *, run_first: bool = True) -> AppTest:

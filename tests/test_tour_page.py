@@ -97,8 +97,9 @@ def test_badge_numbers_match_the_check():
     assert run_check("c2_interpolation", "small").badge in badge
     figure = _figures(at)[0]
     names = [trace["name"] for trace in figure["data"]]
-    assert "‖H − G‖_F / ‖G‖_F" in names
-    values = array(figure["data"][names.index("‖H − G‖_F / ‖G‖_F")]["y"])
+    relative = "‖H − G‖<sub>F</sub> / ‖G‖<sub>F</sub>"
+    assert relative in names
+    values = array(figure["data"][names.index(relative)]["y"])
     assert values.size == PRESETS["c2_interpolation"].setup("small")["points"]
     assert (values > 0).all()
 

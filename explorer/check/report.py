@@ -29,10 +29,10 @@ from explorer.plots.check import (
 #: Columns of the quality table: metric -> header.
 QUALITY_COLUMNS: dict[str, str] = {
     "asymmetry": "‖C − Cᵀ‖/‖C‖",
-    "relative_min_eigenvalue": "λ_min/max|λ|",
+    "relative_min_eigenvalue": "min λ / max|λ|",
     "trace_ratio": "tr C / tr R",
     "relative_frobenius_error": "‖C − R‖/‖R‖",
-    "cosine": "cos∠(d_C, d_R)",
+    "cosine": "cos∠(C step, R step)",
     "top_overlap": "top-k overlap",
     "condition": "κ(C + λI)",
     "generalized_condition": "κ((C+λI)⁻¹(R+λI))",

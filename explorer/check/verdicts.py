@@ -68,7 +68,7 @@ def well_formed(points: Sequence[PointResult]) -> Verdict:
 
 
 def symmetric(points: Sequence[PointResult], settings: CheckSettings) -> Verdict:
-    title = "Symmetric: ‖C − Cᵀ‖_F / ‖C‖_F"
+    title = "Symmetric: ‖C − Cᵀ‖ / ‖C‖ (Frobenius)"
     threshold = f"≤ {settings.symmetry_tol:g}"
     value, point = _worst(points, lambda p: p.asymmetry, low=False)
     if point is None:
@@ -101,7 +101,7 @@ def symmetric(points: Sequence[PointResult], settings: CheckSettings) -> Verdict
 def positive_semidefinite(
     points: Sequence[PointResult], spec: CurvatureSpec, settings: CheckSettings
 ) -> Verdict:
-    title = "Positive semi-definite: λ_min(½(C + Cᵀ)) / max|λ|"
+    title = "Positive semi-definite: min λ(½(C + Cᵀ)) / max|λ|"
     threshold = f"≥ −{settings.psd_tol:g}"
     value, point = _worst(points, lambda p: p.relative_min_eigenvalue, low=True)
     if not spec.psd:
@@ -126,9 +126,9 @@ def positive_semidefinite(
         )
     failed = value < -settings.psd_tol
     detail = (
-        f"λ_min = {point.min_eigenvalue:.4g} < 0: a direction of negative curvature"
+        f"min λ = {point.min_eigenvalue:.4g} < 0: a direction of negative curvature"
         if failed
-        else f"λ_min = {point.min_eigenvalue:.4g}"
+        else f"min λ = {point.min_eigenvalue:.4g}"
     )
     return Verdict(
         "psd",
@@ -210,7 +210,7 @@ def exactness(
     role: str,
     settings: CheckSettings,
 ) -> Verdict:
-    title = f"Exact: ‖C − R‖_F / ‖R‖_F with R = {reference}"
+    title = f"Exact: ‖C − R‖ / ‖R‖ (Frobenius) with R = {reference}"
     threshold = f"≤ {settings.exact_tol:g}"
     value, point = _worst(
         points,

@@ -9,7 +9,12 @@
 """
 
 from explorer.landscape.evaluate import objective_at
-from explorer.landscape.fields import GRADIENT, DirectionField, direction_field
+from explorer.landscape.fields import (
+    ARROW_RESOLUTION,
+    GRADIENT,
+    DirectionField,
+    direction_field,
+)
 from explorer.landscape.function_space import (
     InputGrid,
     decision_boundary,
@@ -35,6 +40,7 @@ from explorer.landscape.quadratic import (
 from explorer.landscape.trajectories import finite_trajectory, theta_at, trajectory_of
 
 __all__ = [
+    "ARROW_RESOLUTION",
     "GRADIENT",
     "DirectionField",
     "Grid2D",

@@ -22,6 +22,11 @@ from explorer.problems.base import Batch, Problem
 #: The key used for the plain negative gradient in :class:`DirectionField`.
 GRADIENT = "gradient"
 
+#: Points per axis of a field meant to be drawn as arrows on top of contours and
+#: paths: a dozen or so read well (the paper tour's C3 figure draws 11); the cost
+#: is one curvature solve per point.
+ARROW_RESOLUTION = 13
+
 
 @dataclass(frozen=True)
 class DirectionField:
@@ -62,7 +67,7 @@ def direction_field(
     curvatures: Sequence[str] = ("fisher", "ef"),
     damping: float = 0.0,
     box: Box | None = None,
-    resolution: int = 15,
+    resolution: int = ARROW_RESOLUTION,
     batch: Batch | None = None,
     *,
     include_gradient: bool = True,

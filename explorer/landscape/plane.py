@@ -270,31 +270,46 @@ def plane_loss_grid(
     *,
     paths: Sequence[Tensor] = (),
     margin: float = 0.25,
+    cover: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> Grid2D:
     """h(o + a d₁ + b d₂) on a grid of plane coordinates (one batched call).
 
     Args:
         problem: The problem.
         plane: The plane.
-        box: ((a_lo, a_hi), (b_lo, b_hi)); default: the projected ``paths`` plus a
-            ``margin`` (fraction of their extent), or [−1, 1]² without paths.
+        box: ((a_lo, a_hi), (b_lo, b_hi)); default: the projected ``paths`` and
+            the origin (0, 0) plus a ``margin`` (fraction of their extent), or
+            [−1, 1]² without paths.
         resolution: Points per axis.
         batch: The examples (default: the training set; pass the test batch for a
             test-loss picture).
         paths: Trajectories (T, P) that the default box should cover.
         margin: Extra room around the paths.
+        cover: A box the default box contains in any case, e.g. [−1, 1]² for a
+            random filter-normalized plane, whose unit is the scale of θ's
+            filters while paths project onto it as small wiggles (Li et al. 2018).
     """
     if resolution < 2:
         raise ValueError(f"resolution = {resolution} must be at least 2")
     if box is None:
         box = ((-1.0, 1.0), (-1.0, 1.0))
         if paths:
-            coords = torch.cat([plane.project(_stack([p]))[0] for p in paths])
+            # the origin too: a random or eigenvector plane is centred on the
+            # point it was built at, which the paths need not pass through
+            coords = torch.cat(
+                [plane.project(_stack([p]))[0] for p in paths]
+                + [torch.zeros(1, 2, dtype=torch.float64)]
+            )
             lo, hi = coords.min(0).values, coords.max(0).values
             pad = margin * (hi - lo).clamp_min(1e-6)
             box = (
                 (float(lo[0] - pad[0]), float(hi[0] + pad[0])),
                 (float(lo[1] - pad[1]), float(hi[1] + pad[1])),
+            )
+        if cover is not None:
+            box = tuple(
+                (min(lo, c_lo), max(hi, c_hi))
+                for (lo, hi), (c_lo, c_hi) in zip(box, cover)
             )
     (a0, a1), (b0, b1) = box
     xs = torch.linspace(a0, a1, resolution, dtype=torch.float64)

@@ -189,7 +189,7 @@ def kl_figure(
     log_y: bool | str = "auto",
     title: str = "",
 ) -> go.Figure:
-    """KL(R(θ_t) ‖ R(θ_{t+1})) per step for each run (the size of each step in
+    """KL(R(θₜ) ‖ R(θₜ₊₁)) per step for each run (the size of each step in
     function space).
 
     Args:
@@ -231,7 +231,8 @@ def kl_figure(
         or "Function-space step size: KL between successive predictive distributions",
         xaxis={"title": "iteration t + 1"},
         yaxis={
-            "title": "mean KL(R(θ_t) ‖ R(θ_{t+1})) (nats)" + (" (log)" if log else ""),
+            "title": "mean KL(R(θ<sub>t</sub>) ‖ R(θ<sub>t+1</sub>)) (nats)"
+            + (" (log)" if log else ""),
             "type": "log" if log else "linear",
             "exponentformat": "power",
         },

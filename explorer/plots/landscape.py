@@ -28,6 +28,10 @@ from explorer.plots.theme import (
 #: Animations show at most this many frames (steps are subsampled evenly).
 MAX_FRAMES = 60
 
+#: Arrow fields are thinned to at most this many arrows per axis, whatever the
+#: field's own resolution: denser arrows bury the contours and the paths.
+MAX_ARROWS_PER_AXIS = 15
+
 
 def contour_trace(grid: Grid2D, log: bool = True, name: str = "loss") -> go.Contour:
     """The loss grid as filled contours.
@@ -86,13 +90,22 @@ def _losses(run: Any, steps: list[int]) -> np.ndarray:
 
 
 def path_traces(
-    runs: Any, plane: Plane | None = None, upto: int | None = None, labels=("θ₁", "θ₂")
-) -> list[go.Scatter]:
+    runs: Any,
+    plane: Plane | None = None,
+    upto: int | None = None,
+    labels=("θ₁", "θ₂"),
+    *,
+    webgl: bool = False,
+) -> list[go.Scatter | go.Scattergl]:
     """One line-with-markers trace per run (its path, up to step ``upto``).
 
     Hover: run, step, coordinates and the recorded loss (and, in a plane, the
     distance from it).
+
+    With ``webgl``: ``Scattergl`` traces, which animations need (see
+    :func:`_animation`).
     """
+    kind = go.Scattergl if webgl else go.Scatter
     runs = as_runs(runs)
     styles = run_styles(runs)
     traces = []
@@ -129,7 +142,7 @@ def path_traces(
         if sizes:
             sizes[0] = sizes[-1] = 10
         traces.append(
-            go.Scatter(
+            kind(
                 x=points[:, 0],
                 y=points[:, 1],
                 customdata=extra,
@@ -147,7 +160,17 @@ def path_traces(
 def _animation(
     figure: go.Figure, runs: Any, plane: Plane | None, first: int, labels
 ) -> None:
-    """Frames revealing every path up to step k, with a slider and play button."""
+    """Frames revealing every path up to step k, a slider, and play/pause buttons.
+
+    The frames carry only the path traces (``traces`` = their indices), and those
+    are ``Scattergl``. Why: for a frame whose traces are SVG ``scatter`` (an
+    animatable type), Plotly.js replots just those traces and removes the layers of
+    every other trace type in the subplot, the contour among them; it came back
+    only with each frame's final redraw, so the contours vanished while the
+    animation played. WebGL traces are not animatable: a frame of them is drawn by
+    the full redraw (``redraw: true``), which keeps the contour, the arrows and
+    the models in place.
+    """
     all_steps = sorted(
         {s for run in as_runs(runs).values() for s in finite_trajectory(run)[1]}
     )
@@ -160,7 +183,7 @@ def _animation(
     indices = list(range(first, first + count))
     frames = [
         go.Frame(
-            data=path_traces(runs, plane, upto=step, labels=labels),
+            data=path_traces(runs, plane, upto=step, labels=labels, webgl=True),
             traces=indices,
             name=str(step),
         )
@@ -169,9 +192,9 @@ def _animation(
     figure.frames = frames
     slider = {
         "active": len(frames) - 1,
-        "currentvalue": {"prefix": "step "},
-        "x": 0.12,
-        "len": 0.88,
+        "currentvalue": {"prefix": "step ", "xanchor": "right"},
+        "x": 0.3,  # right of the two buttons
+        "len": 0.7,
         "y": -0.3,
         "yanchor": "top",
         "pad": {"t": 0},
@@ -191,29 +214,53 @@ def _animation(
             for step in all_steps
         ],
     }
+    # fromcurrent: ▶ resumes where ⏸ stopped (Plotly starts over from the last frame)
     play = {
+        "label": "▶ play",
+        "method": "animate",
+        "args": [
+            None,
+            {
+                "frame": {"duration": 120, "redraw": True},
+                "fromcurrent": True,
+                "transition": {"duration": 0},
+            },
+        ],
+    }
+    # An animation to no frame ([None]) in "immediate" mode stops the running one.
+    pause = {
+        "label": "⏸ pause",
+        "method": "animate",
+        "args": [
+            [None],
+            {
+                "frame": {"duration": 0, "redraw": False},
+                "mode": "immediate",
+                "transition": {"duration": 0},
+            },
+        ],
+    }
+    menu = {
         "type": "buttons",
+        "direction": "left",
         "showactive": False,
         "x": 0.0,
         "y": -0.3,
         "yanchor": "top",
         "xanchor": "left",
-        "buttons": [
-            {
-                "label": "▶ play",
-                "method": "animate",
-                "args": [
-                    None,
-                    {
-                        "frame": {"duration": 120, "redraw": True},
-                        "fromcurrent": False,
-                        "transition": {"duration": 0},
-                    },
-                ],
-            }
-        ],
+        "buttons": [play, pause],
     }
-    figure.update_layout(sliders=[slider], updatemenus=[play])
+    figure.update_layout(sliders=[slider], updatemenus=[menu])
+
+
+def _thin(count: int, most: int) -> np.ndarray:
+    """Every k-th of ``count`` indices (k the least stride leaving ≤ ``most``),
+    centred: evenly spaced arrows whatever the field's resolution.
+    """
+    stride = max(1, -(-count // max(1, most)))
+    kept = -(-count // stride)
+    start = (count - 1 - (kept - 1) * stride) // 2
+    return np.arange(start, count, stride)[:kept]
 
 
 def field_traces(
@@ -222,21 +269,40 @@ def field_traces(
     *,
     length: float | None = None,
     labels: Mapping[str, str] | None = None,
+    visible: Sequence[str] | None = None,
+    max_per_axis: int = MAX_ARROWS_PER_AXIS,
 ) -> list[go.Scatter]:
-    """Arrows of unit direction times ``length`` (default 0.8 of a grid cell) per key.
+    """Arrows of unit direction times ``length`` per key, thin and translucent.
 
-    Each key is one trace in its curvature's colour; the legend names the step,
-    e.g. −(fisher + λI)⁻¹g.
+    The field is thinned to at most ``max_per_axis`` arrows per axis (every k-th
+    grid point), so at most ``max_per_axis``² arrows per key however fine the
+    field; ``length`` defaults to 0.8 of the spacing of the drawn arrows. Each key
+    is one trace in its curvature's colour; the legend names the step, e.g.
+    −(fisher + λI)⁻¹g.
+
+    Args:
+        field: The directions.
+        keys: Which keys to draw (default all).
+        length: Arrow length in plot units.
+        labels: Legend names by key (default −g, −(C + λI)⁻¹g).
+        visible: The keys shown at first (default all); the others start as
+            ``"legendonly"``, one click on their legend entry away.
+        max_per_axis: The most arrows per axis.
     """
     keys = list(field.directions) if keys is None else list(keys)
+    nx, ny = field.xs.numel(), field.ys.numel()
+    columns, rows = _thin(nx, max_per_axis), _thin(ny, max_per_axis)
+    # points are row-major over ys then xs (DirectionField)
+    picks = (rows[:, None] * nx + columns[None, :]).reshape(-1)
     if length is None:
-        dx = float(field.xs[1] - field.xs[0]) if field.xs.numel() > 1 else 1.0
-        dy = float(field.ys[1] - field.ys[0]) if field.ys.numel() > 1 else 1.0
+        xs, ys = to_numpy(field.xs), to_numpy(field.ys)
+        dx = float(xs[columns[1]] - xs[columns[0]]) if columns.size > 1 else 1.0
+        dy = float(ys[rows[1]] - ys[rows[0]]) if rows.size > 1 else 1.0
         length = 0.8 * min(dx, dy)
-    points = to_numpy(field.points)
+    points = to_numpy(field.points)[picks]
     traces = []
     for key in keys:
-        vectors = to_numpy(field.unit(key)) * length
+        vectors = to_numpy(field.unit(key))[picks] * length
         xs, ys = arrow_segments(points, vectors)
         name = (labels or {}).get(key) or (
             "−g (gradient)" if key == GRADIENT else f"−({key} + λI)⁻¹g"
@@ -244,8 +310,20 @@ def field_traces(
         failed = field.failures.get(key)
         if failed:
             name += f" — undefined at {failed[0]} points"
-        line = {"color": curvature_color(key), "width": 1.5}
-        traces.append(_line(xs, ys, name, f"field:{key}", line, hoverinfo="skip"))
+        line = {"color": curvature_color(key), "width": 1}
+        shown = visible is None or key in visible
+        traces.append(
+            _line(
+                xs,
+                ys,
+                name,
+                f"field:{key}",
+                line,
+                opacity=0.6,
+                visible=True if shown else "legendonly",
+                hoverinfo="skip",
+            )
+        )
     return traces
 
 
@@ -343,6 +421,7 @@ def contour_figure(
     *,
     field: DirectionField | None = None,
     field_keys: Sequence[str] | None = None,
+    visible_fields: Sequence[str] | None = None,
     models: Mapping[str, QuadraticModel] | None = None,
     model_rise: float | None = None,
     points: Mapping[str, Sequence[float]] | None = None,
@@ -355,13 +434,17 @@ def contour_figure(
     Args:
         grid: :func:`~explorer.landscape.loss_grid` output.
         runs: Histories (``{label: History}``) whose paths are drawn.
-        field: A direction field drawn as arrows.
+        field: A direction field drawn as arrows (at most
+            :data:`MAX_ARROWS_PER_AXIS` per axis; see :func:`field_traces`).
         field_keys: Which of its keys (default all).
+        visible_fields: The keys shown at first (default all); the others are
+            hidden until clicked in the legend.
         models: Quadratic models whose level sets through θ are drawn.
         model_rise: Draw the models' level sets h(θ) + ``model_rise`` instead
             (models built at a minimum; see :func:`model_traces`).
         points: Named points ``{name: (x, y)}`` drawn as dots on top.
-        animate: Add a step slider and play button revealing the paths.
+        animate: Add a step slider and play/pause buttons revealing the paths
+            (the paths are then WebGL traces; see :func:`_animation`).
         log: Colour by log₁₀(h − min h + ε).
         title: Figure title.
 
@@ -371,11 +454,12 @@ def contour_figure(
     """
     figure = go.Figure(contour_trace(grid, log))
     labels = (grid.x_label, grid.y_label)
+    animate = animate and runs is not None
     if runs is not None:
-        for trace in path_traces(runs, labels=labels):
+        for trace in path_traces(runs, labels=labels, webgl=animate):
             figure.add_trace(trace)
     if field is not None:
-        for trace in field_traces(field, field_keys):
+        for trace in field_traces(field, field_keys, visible=visible_fields):
             figure.add_trace(trace)
     if models:
         (x0, x1), (y0, y1) = (
@@ -387,7 +471,7 @@ def contour_figure(
             figure.add_trace(trace)
     for trace in point_traces(points or {}):
         figure.add_trace(trace)
-    if animate and runs is not None:
+    if animate:
         _animation(figure, runs, None, 1, labels)
     apply_layout(
         figure,
@@ -408,19 +492,27 @@ def plane_figure(
     Left: contours of h(o + a d₁ + b d₂) and the paths' least-squares projections.
     Right: ‖θ − projection‖ against the step: where it is large compared with the
     path's extent in the plane, the picture does not show the path faithfully.
+    Without runs, the contours alone (no empty distance panel).
     """
-    figure = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.68, 0.32],
-        horizontal_spacing=0.12,
-        subplot_titles=("loss in the plane", "distance of each path from the plane"),
-    )
+    runs = as_runs(runs) if runs is not None else {}
+    if runs:
+        figure = make_subplots(
+            rows=1,
+            cols=2,
+            column_widths=[0.68, 0.32],
+            horizontal_spacing=0.12,
+            subplot_titles=(
+                "loss in the plane",
+                "distance of each path from the plane",
+            ),
+        )
+    else:
+        figure = make_subplots(rows=1, cols=1)
     contour = contour_trace(grid, log)
-    contour.colorbar.update(x=0.34, len=0.55, y=-0.2)
+    if runs:
+        contour.colorbar.update(x=0.34, len=0.55, y=-0.2)
     figure.add_trace(contour, row=1, col=1)
-    if runs is not None:
-        runs = as_runs(runs)
+    if runs:
         styles = run_styles(runs)
         for trace in path_traces(runs, plane, labels=plane.labels):
             figure.add_trace(trace, row=1, col=1)
@@ -444,10 +536,19 @@ def plane_figure(
                 row=1,
                 col=2,
             )
-    figure.update_xaxes(title_text=plane.labels[0], row=1, col=1)
-    figure.update_yaxes(title_text=plane.labels[1], row=1, col=1)
-    figure.update_xaxes(title_text="iteration", row=1, col=2)
-    figure.update_yaxes(title_text="‖θ − projection‖ (parameter units)", row=1, col=2)
+    # the grid's box (which covers the projected paths by default), as in
+    # contour_figure: autorange would pad it with empty margins
+    box = [
+        [float(grid.xs[0]), float(grid.xs[-1])],
+        [float(grid.ys[0]), float(grid.ys[-1])],
+    ]
+    figure.update_xaxes(title_text=plane.labels[0], range=box[0], row=1, col=1)
+    figure.update_yaxes(title_text=plane.labels[1], range=box[1], row=1, col=1)
+    if runs:
+        figure.update_xaxes(title_text="iteration", row=1, col=2)
+        figure.update_yaxes(
+            title_text="‖θ − projection‖ (parameter units)", row=1, col=2
+        )
     default = {
         "pca": "Loss in the plane of the trajectories' first two principal directions",
         "random": "Loss in a random filter-normalized plane",

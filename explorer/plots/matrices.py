@@ -436,6 +436,10 @@ def matrices_figure(
             figure.update_xaxes(dtick=1, row=row + 1, col=col + 1)
             figure.update_yaxes(dtick=1, row=row + 1, col=col + 1)
         _block_lines(figure, blocks, row=row + 1, col=col + 1)
+    for index in range(len(names), rows * cols):  # the grid's unused cells
+        row, col = divmod(index, cols)
+        figure.update_xaxes(visible=False, row=row + 1, col=col + 1)
+        figure.update_yaxes(visible=False, row=row + 1, col=col + 1)
     figure.update_xaxes(title_text="parameter index", row=rows, col=1)
     figure.update_yaxes(title_text="parameter index", row=1, col=1)
     factor = next(iter(pooled.values()))[1]

@@ -182,14 +182,14 @@ def measure_ef_specification(setup: Setup) -> Measured:
             meaning="The comparison is at the optimum of each problem…",
         ),
         Measurement(
-            "max ‖EF − F‖_F / ‖F‖_F, well-specified",
+            "max ‖EF − F‖ / ‖F‖ (Frobenius), well-specified",
             max(well),
             high=0.2,
             meaning="…where EF ≈ F when the model is well specified (sampling "
             "error only)…",
         ),
         Measurement(
-            "min ‖EF − F‖_F / ‖F‖_F, misspecified",
+            "min ‖EF − F‖ / ‖F‖ (Frobenius), misspecified",
             min(mis),
             low=0.4,
             meaning="…but not when it is misspecified.",
@@ -207,7 +207,10 @@ def draw_ef_specification(setup: Setup, measured: Measured) -> Figures:
             field_keys=COMPARED,
             models=case["models"],
             model_rise=case["rise"],
-            title=f"{name}: ‖EF − F‖_F / ‖F‖_F = {case['error']:.3g} at θ*",
+            title=(
+                f"{name}: ‖EF − F‖<sub>F</sub> / ‖F‖<sub>F</sub> = "
+                f"{case['error']:.3g} at θ*"
+            ),
         )
         for name, case in measured["cases"].items()
     }
@@ -407,7 +410,7 @@ def draw_ef_stall(setup: Setup, measured: Measured) -> Figures:
                 plots.Curve(label, np.arange(len(d)), d, colors[label])
                 for label, d in measured["distances"].items()
             ],
-            title="|θ_t − θ*| from a start far from the optimum",
+            title="|θ<sub>t</sub> − θ*| from a start far from the optimum",
             x_title="iteration",
             y_title="|θ − θ*|",
             log="y",
@@ -488,7 +491,7 @@ def draw_mc_fisher(setup: Setup, measured: Measured) -> Figures:
         "error against samples": plots.curves_figure(
             [
                 plots.Curve(
-                    "‖F̂ − F‖_F / ‖F‖_F (mean, min–max over seeds)",
+                    "‖F̂ − F‖<sub>F</sub> / ‖F‖<sub>F</sub> (mean, min–max over seeds)",
                     samples,
                     measured["mean"],
                     plots.curvature_color("fisher_mc"),

@@ -50,7 +50,7 @@ def _configs(experiment: Experiment) -> dict[str, RunConfig]:
 
 
 def _gap(first: torch.Tensor, second: torch.Tensor, relative: bool = False) -> float:
-    """max_t ‖first_t − second_t‖ (divided by max_t ‖first_t − first_0‖)."""
+    """maxₜ ‖firstₜ − secondₜ‖ (divided by maxₜ ‖firstₜ − first₀‖)."""
     steps = min(len(first), len(second))
     gap = float((first[:steps] - second[:steps]).norm(dim=1).max())
     if relative:
@@ -146,7 +146,10 @@ def draw_smooth_reparameterization(setup: Setup, measured: Measured) -> Figures:
                 )
                 for rule, values in measured["gaps"].items()
             ],
-            title="Invariance gap max_t ‖θ_t(σ) − θ_t(log σ)‖ at fixed lr × steps",
+            title=(
+                "Invariance gap max<sub>t</sub> ‖θ<sub>t</sub>(σ) − θ<sub>t</sub>(log σ)‖"
+                " at fixed lr × steps"
+            ),
             x_title="step size lr",
             y_title="gap in (μ, σ)",
             log="xy",
@@ -191,7 +194,7 @@ def measure_affine_reparameterization(setup: Setup) -> Measured:
             "natural gradient, λ = 0: relative gap",
             ng_gap,
             high=1e-10,
-            meaning="max_t ‖θ_t − (Aφ_t + b)‖ / max_t ‖θ_t − θ₀‖: exactly the same "
+            meaning="maxₜ ‖θₜ − (Aφₜ + b)‖ / maxₜ ‖θₜ − θ₀‖: exactly the same "
             "path in both coordinates, at any step size…",
         ),
         Measurement(
@@ -253,7 +256,10 @@ def draw_affine_reparameterization(setup: Setup, measured: Measured) -> Figures:
             ],
             title="Gap between the two coordinates' paths",
             x_title="damping λ",
-            y_title="max_t ‖θ_t − (Aφ_t + b)‖ / max_t ‖θ_t − θ₀‖",
+            y_title=(
+                "max<sub>t</sub> ‖θ<sub>t</sub> − (Aφ<sub>t</sub> + b)‖"
+                " / max<sub>t</sub> ‖θ<sub>t</sub> − θ₀‖"
+            ),
             log="xy",
         ),
     }

@@ -78,13 +78,13 @@ def measure_fisher_equals_ggn(setup: Setup) -> Measured:
             meaning="For matching likelihoods the Fisher equals the GGN to rounding.",
         ),
         Measurement(
-            "‖F − G‖_F / ‖G‖_F (non-matching)",
+            "‖F − G‖ / ‖G‖ (Frobenius, non-matching)",
             min(relative_error(f, g) for f, g in differing.values()),
             low=1e-2,
             meaning="For a non-matching likelihood they differ.",
         ),
         Measurement(
-            "max |θ_NG − θ_GN| over the runs",
+            "max |θ(NG) − θ(GN)| over the runs",
             gap,
             high=1e-9,
             meaning="So natural gradient and Gauss-Newton runs coincide.",
@@ -146,13 +146,13 @@ def measure_hessian_ggn_residual(setup: Setup) -> Measured:
             meaning="The Hessian is the GGN plus the residual term R (by autograd).",
         ),
         Measurement(
-            "λ_min(G) / λ_max(G)",
+            "min λ(G) / max λ(G)",
             float(g_values[0] / g_values[-1]),
             low=-1e-12,
             meaning="The GGN is positive semi-definite (to rounding)…",
         ),
         Measurement(
-            "λ_min(H) / λ_max(H)",
+            "min λ(H) / max λ(H)",
             float(h_values[0] / h_values[-1]),
             high=-1e-2,
             meaning="…at a point where the Hessian has negative eigenvalues.",
@@ -200,13 +200,13 @@ def measure_interpolation(setup: Setup) -> Measured:
             spectra[f"G at {where}"] = eigenvalues(g)
     measurements = (
         Measurement(
-            "‖H − G‖_F / ‖G‖_F at θ*",
+            "‖H − G‖ / ‖G‖ (Frobenius) at θ*",
             gaps[-1],
             high=1e-12,
             meaning="Where the model interpolates the data the residual term vanishes.",
         ),
         Measurement(
-            "‖H − G‖_F / ‖G‖_F at θ₀",
+            "‖H − G‖ / ‖G‖ (Frobenius) at θ₀",
             gaps[0],
             low=0.1,
             meaning="Away from it the two differ…",
@@ -233,7 +233,7 @@ def draw_interpolation(setup: Setup, measured: Measured) -> Figures:
         "‖H − G‖ along the way to θ*": plots.curves_figure(
             [
                 plots.Curve(
-                    "‖H − G‖_F / ‖G‖_F",
+                    "‖H − G‖<sub>F</sub> / ‖G‖<sub>F</sub>",
                     distances[:-1],
                     gaps[:-1],
                     plots.curvature_color("hessian"),
@@ -282,19 +282,19 @@ def measure_quadratic_model_bounds(setup: Setup) -> Measured:
     ggn_min = ggn.minimum_value
     measurements = (
         Measurement(
-            "λ_min(H)",
+            "min λ(H)",
             float(hess.eigenvalues[0]),
             high=-1e-3,
             meaning="H has negative curvature here, so its model is a saddle…",
         ),
         Measurement(
-            f"M_H(θ + {distance:g}·v_min)",
+            f"model of H at θ + {distance:g}·v (v: H's most negative eigenvector)",
             model_far,
             high=0.0,
             meaning="…that predicts a loss below zero, which no Gaussian NLL can reach.",
         ),
         Measurement(
-            "min M_G",
+            "min of the model of G",
             float("nan") if ggn_min is None else ggn_min,
             low=-1e-12,
             meaning="The GGN model is the linearized least-squares loss: never below 0.",
@@ -341,8 +341,8 @@ def draw_quadratic_model_bounds(setup: Setup, measured: Measured) -> Figures:
                     for key, name in (("hessian", "H"), ("ggn", "G"))
                 ),
             ],
-            title="Along H's most negative eigenvector v_min",
-            x_title="t in θ + t·v_min",
+            title="Along H's most negative eigenvector v<sub>min</sub>",
+            x_title="t in θ + t·v<sub>min</sub>",
             y_title="value",
         ),
     }
@@ -371,19 +371,19 @@ def measure_kfac_exact(setup: Setup) -> Measured:
     gauss = results["gaussian"][2]
     measurements = (
         Measurement(
-            "‖K − F‖_F / ‖F‖_F (one layer, Gaussian)",
+            "‖K − F‖ / ‖F‖ (Frobenius, one layer, Gaussian)",
             gauss.relative_frobenius_error,
             high=1e-12,
             meaning="A single linear layer with a Gaussian output: K-FAC is exact…",
         ),
         Measurement(
-            "1 − cos(step_K, step_F)",
+            "1 − cos(K-FAC step, natural-gradient step)",
             1.0 - gauss.cosine,
             high=1e-10,
             meaning="…so its damped steps are the natural gradient's.",
         ),
         Measurement(
-            "‖K − F‖_F / ‖F‖_F (one layer, cross-entropy)",
+            "‖K − F‖ / ‖F‖ (Frobenius, one layer, cross-entropy)",
             results["categorical"][2].relative_frobenius_error,
             low=1e-2,
             meaning="With softmax outputs the output Fisher varies per example: "
@@ -448,7 +448,7 @@ def measure_kfac_depth(setup: Setup) -> Measured:
             meaning="The error grows with depth for cross-entropy too.",
         ),
         Measurement(
-            f"cos(step_K, step_F) at depth {depths[-1]} (Gaussian)",
+            f"cos(K-FAC step, natural-gradient step) at depth {depths[-1]} (Gaussian)",
             gauss["cosine"][-1],
             high=0.99,
             meaning="The damped K-FAC step points elsewhere than the natural "
@@ -479,7 +479,7 @@ def draw_kfac_depth(setup: Setup, measured: Measured) -> Figures:
     return {
         "error against depth": plots.curves_figure(
             lines("error"),
-            title="K-FAC against the exact Fisher: ‖K − F‖_F / ‖F‖_F",
+            title="K-FAC against the exact Fisher: ‖K − F‖<sub>F</sub> / ‖F‖<sub>F</sub>",
             x_title="number of linear layers",
             y_title="relative Frobenius error",
         ),

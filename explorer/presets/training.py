@@ -138,7 +138,8 @@ def draw_large_damping(setup: Setup, measured: Measured) -> Figures:
         "difference against λ": plots.curves_figure(
             [
                 plots.Curve(
-                    "max_t ‖θ_NG − θ_GD‖ / max_t ‖θ_GD − θ₀‖",
+                    "max<sub>t</sub> ‖θ<sub>NG</sub> − θ<sub>GD</sub>‖"
+                    " / max<sub>t</sub> ‖θ<sub>GD</sub> − θ₀‖",
                     dampings,
                     differences,
                     plots.rule_color("natural_gradient"),

@@ -188,6 +188,11 @@ def two_parameter_figure(
 ) -> tuple[Any, dict[str, str]]:
     """Contours with the runs' paths, direction fields and quadratic models.
 
+    The arrow fields are computed on their own coarse grid
+    (:data:`~explorer.landscape.ARROW_RESOLUTION` points per axis, whatever the
+    contours' ``resolution``); only the first of ``fields`` is shown at first, the
+    gradient and the other fields are one click on the legend away.
+
     Returns:
         (figure, notes): notes say where a field or model is undefined and why.
     """
@@ -199,7 +204,9 @@ def two_parameter_figure(
     notes: dict[str, str] = {}
     field_ = None
     if fields:
-        field_ = scape.direction_field(problem, fields, damping, box, resolution=15)
+        field_ = scape.direction_field(
+            problem, fields, damping, box, resolution=scape.ARROW_RESOLUTION
+        )
         for name, (count, reason) in getattr(field_, "failures", {}).items():
             notes[f"field {name}"] = f"undefined at {count} grid points: {reason}"
     quadratic = None
@@ -214,7 +221,12 @@ def two_parameter_figure(
                     else "not strictly convex"
                 )
     figure = contour_figure(
-        grid, runs or None, field=field_, models=quadratic, animate=bool(runs)
+        grid,
+        runs or None,
+        field=field_,
+        visible_fields=fields[:1],
+        models=quadratic,
+        animate=bool(runs),
     )
     return figure, notes
 
@@ -228,8 +240,15 @@ def plane_figures(
     kind: str,
     resolution: int,
     seed: int,
+    line_to: str | None = None,
 ) -> dict[str, Any]:
-    """Planes and slices through parameter space for P > 2."""
+    """Planes and slices through parameter space for P > 2.
+
+    Every plane (PCA, random, eigenvector) shows the runs' projected paths, on a
+    grid that covers them and the plane's origin θ, with each path's distance
+    from the plane. The 1-D line goes from θ₀ to the end of the run labelled
+    ``line_to`` (default: the first run with a path).
+    """
     del channel
     problem = worker.problem(config)
     figures: dict[str, Any] = {}
@@ -238,29 +257,33 @@ def plane_figures(
         for label, run in runs.items()
         if run.trajectory is not None and run.trajectory.shape[0] > 2
     }
+    trajectories = [finite_trajectory(run)[0] for run in paths.values()]
+    cover = None
     if kind == "pca" and paths:
-        trajectories = [finite_trajectory(run)[0] for run in paths.values()]
         plane = scape.pca_plane(trajectories)
-        grid = scape.plane_loss_grid(
-            problem, plane, resolution=resolution, paths=trajectories
-        )
-        figures["PCA plane of the paths"] = plane_figure(plane, grid, paths)
+        name = "PCA plane of the paths"
     elif kind == "random":
         generator = torch.Generator().manual_seed(seed)
         plane = scape.random_plane(problem, theta, generator)
-        grid = scape.plane_loss_grid(problem, plane, resolution=resolution)
-        figures["Random filter-normalized plane"] = plane_figure(plane, grid)
+        name = "Random filter-normalized plane"
+        cover = ((-1.0, 1.0), (-1.0, 1.0))  # the scale of θ's filters
     elif kind == "eigenvectors":
         plane = scape.eigenvector_plane(curvature("hessian", problem, theta))
-        grid = scape.plane_loss_grid(problem, plane, resolution=resolution)
-        figures["Plane of the top two Hessian eigenvectors"] = plane_figure(plane, grid)
-    for label, run in paths.items():
-        final = finite_trajectory(run)[0][-1].to(problem.dtype)
+        name = "Plane of the top two Hessian eigenvectors"
+    else:
+        plane = None
+    if plane is not None:
+        grid = scape.plane_loss_grid(
+            problem, plane, resolution=resolution, paths=trajectories, cover=cover
+        )
+        figures[name] = plane_figure(plane, grid, paths or None)
+    if paths:
+        label = line_to if line_to in paths else next(iter(paths))
+        final = finite_trajectory(paths[label])[0][-1].to(problem.dtype)
         line = scape.interpolate(problem, problem.theta0, final)
         figures[f"From θ₀ to the end of {label}"] = interpolation_figure(
             line, names=("θ₀", f"{label} end")
         )
-        break
     return figures
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from explorer.curvature.registry import CURVATURES
 from explorer.server import views
+from explorer.ui import pageurl
 from explorer.ui.computed import computed
 from explorer.ui.curvature_view import applicable
 from explorer.ui.results import plot
@@ -27,24 +28,40 @@ def sidebar_controls(point: Point) -> tuple[float, int]:
         1e-6,
         "λ in the fields and models; a tiny λ keeps singular curvatures solvable.",
     )
+    # defaults go through the session state so that a link can set the widgets
+    st.session_state.setdefault(
+        "scape.resolution", 101 if point.problem.num_params == 2 else 21
+    )
     resolution = st.slider(
-        "Grid resolution",
-        11,
-        201,
-        101 if point.problem.num_params == 2 else 21,
-        key="scape.resolution",
-        help="Points per axis.",
+        "Grid resolution", 11, 201, key="scape.resolution", help="Points per axis."
     )
     return damping, int(resolution)
 
 
+def view_params(point: Point) -> tuple[pageurl.ViewParam, ...]:
+    """The page's controls as URL parameters (``v.fields=fisher,ef`` …)."""
+    keys = applicable(point.problem)
+    return (
+        pageurl.ViewParam("damping", "scape.damping", pageurl.number(0.0, 1e8)),
+        pageurl.ViewParam(
+            "resolution", "scape.resolution", pageurl.number(11, 201, integer=True)
+        ),
+        pageurl.ViewParam("fields", "scape.fields", pageurl.choices(keys)),
+        pageurl.ViewParam("models", "scape.models", pageurl.choices(keys)),
+        pageurl.ViewParam("plane", "scape.kind", pageurl.choice(list(PLANES))),
+        # a run's label: checked against the runs once they are there
+        pageurl.ViewParam("line", "scape.line", str),
+    )
+
+
 def _curvature_picker(label: str, keys: list[str], default: list[str], **kw) -> tuple:
+    key = kw["key"]
+    shown = st.session_state.get(key)
+    if shown is None:
+        shown = default
+    st.session_state[key] = [k for k in shown if k in keys]
     chosen = st.multiselect(
-        label,
-        keys,
-        default=[k for k in default if k in keys],
-        format_func=lambda k: CURVATURES[k].label,
-        **kw,
+        label, keys, format_func=lambda k: CURVATURES[k].label, **kw
     )
     return tuple(chosen)
 
@@ -98,25 +115,38 @@ def show_two_parameter(point: Point, damping: float, resolution: int) -> None:
         st.caption(
             "Paths come from the Compare page's last run; paths that coincide (natural "
             "gradient and Gauss-Newton for matching likelihoods) are drawn on top of "
-            "each other. The slider replays them step by step."
+            "each other. The slider and ▶ play / ⏸ pause replay them step by step."
+        )
+    if fields:
+        st.caption(
+            f"Arrows: {CURVATURES[fields[0]].label} field shown; the gradient and "
+            "the other fields are in the legend (click to show)."
         )
     plot(figure, "landscape")
 
 
 def show_planes(point: Point, resolution: int) -> None:
     """A plane through parameter space and a 1-D interpolation (P > 2)."""
+    if st.session_state.get("scape.kind") not in PLANES:
+        st.session_state["scape.kind"] = "pca" if point.runs else "random"
     kind = st.radio(
-        "Plane",
-        list(PLANES),
-        horizontal=True,
-        key="scape.kind",
-        index=0 if point.runs else 1,
-        format_func=PLANES.get,
+        "Plane", list(PLANES), horizontal=True, key="scape.kind", format_func=PLANES.get
     )
     if kind == "pca" and not point.runs:
         st.info(
             "Run a comparison on the Compare page first: the PCA plane is spanned "
             "by the paths."
+        )
+    line_to = None
+    if point.runs:
+        if st.session_state.get("scape.line") not in point.runs:
+            st.session_state["scape.line"] = next(iter(point.runs))
+        line_to = st.selectbox(
+            "Line from θ₀ to the end of",
+            list(point.runs),
+            key="scape.line",
+            help="The 1-D slice below: the loss along the straight line from θ₀ "
+            "through the final θ of this run (α = 1).",
         )
     figures = computed(
         "landscape.planes",
@@ -127,7 +157,8 @@ def show_planes(point: Point, resolution: int) -> None:
         kind,
         resolution,
         point.seed,
-        key_parts=(point.key, point.runs_key, kind, resolution, point.seed),
+        line_to,
+        key_parts=(point.key, point.runs_key, kind, resolution, point.seed, line_to),
         label="The loss on the plane",
     )
     for name, figure in (figures or {}).items():

@@ -91,8 +91,11 @@ def open_page(page: str) -> list[str]:
     """
     key = f"{page}.url_warnings"
     if not st.session_state.get(state.SEEDED):
+        linked = "problem" in st.query_params
         state.compare_context()
         st.session_state[key] = list(st.session_state.get(state.WARNINGS, []))
+        # a shared view link shows the paths and points it was copied with
+        st.session_state[state.VIEW_LINK] = linked
     return list(st.session_state.get(key, []))
 
 

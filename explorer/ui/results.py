@@ -32,10 +32,24 @@ X_AXES = {
     "examples seen": "examples",
 }
 STATUS_HELP = {
-    "diverged": "the loss or the parameters became non-finite",
+    "diverged": "the loss grew 10⁴-fold or became non-finite",
     "indefinite": "the curvature plus damping was not positive definite",
     "cancelled": "stopped by you",
     "error": "a numerical error stopped it",
+}
+
+
+#: Significant digits a reader can compare (not 16); the values stay numbers.
+SUMMARY_FORMATS = {
+    "final loss": st.column_config.NumberColumn(format="%.5g"),
+    "final test loss": st.column_config.NumberColumn(format="%.5g"),
+    "averaged_loss": st.column_config.NumberColumn(format="%.5g"),
+    "excess_loss": st.column_config.NumberColumn(format="%.4g"),
+    "optimizer time (s)": st.column_config.NumberColumn(
+        format="%.3g",
+        help="The optimizer's own work on a worker: gradients, curvature and "
+        "solves, without evaluating the recorded losses or waiting in the queue.",
+    ),
 }
 
 
@@ -201,6 +215,7 @@ def results(job: ComparisonJob) -> None:
         ),
         hide_index=True,
         width="stretch",
+        column_config=SUMMARY_FORMATS,
     )
     tabs = st.tabs(
         [

@@ -39,6 +39,7 @@ SEEDED = "cmp.seeded"
 PENDING = "cmp.pending_experiment"
 EXPERIMENT = "cmp.experiment"  # a non-widget copy: widget state is dropped off-page
 WARNINGS = "cmp.url_warnings"
+VIEW_LINK = "view.opened_from_link"  # the session started on a view page's link
 RUN_PROBLEM = "cmp.run_problem"  # the problem whose defaults the run widgets show
 SESSION = "server.session"
 _ids = itertools.count()
@@ -286,6 +287,21 @@ def start_job(experiment: Experiment, configs: list[RunConfig]) -> ComparisonJob
 
 
 # -------------------------------------------------------------- other pages
+def start_for_views(experiment: Experiment) -> ComparisonJob | None:
+    """Starts the experiment's comparison for a view page a session started on
+    (a shared /landscape or /curvature link), so that it shows the same paths and
+    points as the page it was copied from; None otherwise, or when it is above the
+    autostart budget or refused (the views then show θ₀ only, until the Compare
+    page runs).
+    """
+    if not st.session_state.get(VIEW_LINK) or autostart_refusal(experiment):
+        return None
+    try:
+        return start_job(experiment, experiment.run_configs())
+    except (LimitExceeded, ValueError):
+        return None
+
+
 def compare_context() -> tuple[Experiment, ComparisonJob | None]:
     """The Compare page's experiment and its last job (None once the problem changed).
 

@@ -13,6 +13,9 @@ from explorer.landscape.trajectories import theta_at
 from explorer.runs import Experiment, ProblemConfig
 from explorer.ui import state
 
+#: What the sidebar says while the views' comparison runs (tests wait on it).
+RUNS_PROGRESS = "Running the comparison for the paths"
+
 
 @dataclass(frozen=True)
 class Point:
@@ -65,6 +68,10 @@ def problem_and_point(container: Any = st) -> Point:
         f"**Problem:** {problem.label} (P = {problem.num_params:,}) — "
         "change it on the Compare page."
     )
+    if job is None:
+        job = state.start_for_views(experiment)
+    if job is not None and not job.done:
+        _runs_progress(job)
     runs: dict[str, ex.History] = {}
     if job is not None and job.done:
         runs = {
@@ -100,6 +107,19 @@ def problem_and_point(container: Any = st) -> Point:
         runs,
         config,
         seed,
+    )
+
+
+@st.fragment(run_every=2.0)
+def _runs_progress(job) -> None:
+    """The comparison whose paths the views draw, until it is done (then the page
+    reruns with them).
+    """
+    if job.done:
+        st.rerun()
+    st.progress(
+        job.fraction_done(),
+        text=f"{RUNS_PROGRESS}: {job.fraction_done():.0%}",
     )
 
 

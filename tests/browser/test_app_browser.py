@@ -145,7 +145,7 @@ def test_comparison_from_a_link_then_run(new_page, screenshots):
     steps = harness.keyed(page, "cmp.run.steps").locator("input")
     steps.fill("12")
     steps.press("Enter")
-    page.get_by_text("Settings changed since these results").wait_for()
+    page.get_by_text("These results are for earlier settings").wait_for()
     page.get_by_role("button", name="Run", exact=True).click()
     page.wait_for_function(
         """() => [...document.querySelectorAll('.js-plotly-plot')].some((el) =>
@@ -160,7 +160,7 @@ def test_comparison_from_a_link_then_run(new_page, screenshots):
     assert chart["points"] == [13, 13]
     page.wait_for_url(re.compile(r"steps=12"))
     assert query_of(page.url)["steps"] == "12"
-    expect_hidden(page, "Settings changed since these results")
+    expect_hidden(page, "These results are for earlier settings")
 
     # The same configuration again: served from the result cache, at once.
     page.get_by_role("button", name="Run", exact=True).click()

@@ -145,3 +145,48 @@ def test_interpolation_endpoints_are_the_objective():
         float(problem.objective(b, problem.test_batch()))
     )
     assert line.distance == pytest.approx(float((b - a).norm()))
+
+
+@pytest.mark.parametrize("num", [51, 7, 2])
+def test_the_line_passes_exactly_through_both_ends(num):
+    """α = 0 and 1 are on the line's grid whatever ``num`` (51 points over the
+    default span [−0.25, 1.25] are 0.03 apart and miss α = 1)."""
+    problem = ex.problem("moons_mlp", hidden=(3,), num_samples=20)
+    generator = torch.Generator().manual_seed(4)
+    a = problem.theta0
+    b = a + torch.randn(problem.num_params, generator=generator, dtype=torch.float64)
+    line = interpolate(problem, a, b, num=num)
+    alphas = line.alphas.tolist()
+    assert alphas == sorted(set(alphas)) and alphas[0] == -0.25 and alphas[-1] == 1.25
+    assert num <= len(alphas) <= num + 2
+    for end, theta in ((0.0, a), (1.0, b)):
+        assert alphas.count(end) == 1
+        value = float(line.loss[alphas.index(end)])
+        assert value == pytest.approx(float(problem.objective(theta)), rel=1e-12)
+    inside = interpolate(problem, a, b, num=4, span=(0.2, 0.8)).alphas
+    assert inside.tolist() == pytest.approx([0.2, 0.4, 0.6, 0.8])  # no end inside
+
+
+def test_the_default_plane_box_covers_paths_origin_and_cover():
+    problem = ex.problem("moons_mlp", hidden=(4,), num_samples=10)
+    origin = problem.theta0
+    basis, _ = torch.linalg.qr(
+        torch.randn(
+            problem.num_params,
+            2,
+            generator=torch.Generator().manual_seed(5),
+            dtype=torch.float64,
+        )
+    )
+    plane = Plane(origin, basis.T)
+    path = plane.point(torch.tensor([[2.0, 3.0], [4.0, 5.0]], dtype=torch.float64))
+    grid = plane_loss_grid(problem, plane, resolution=3, paths=[path], margin=0.0)
+    # the path lies in [2, 4] × [3, 5]; the origin (0, 0) widens the box to it
+    assert grid.xs.tolist() == pytest.approx([0.0, 2.0, 4.0])
+    assert grid.ys.tolist() == pytest.approx([0.0, 2.5, 5.0])
+    unit = ((-1.0, 1.0), (-1.0, 1.0))
+    covered = plane_loss_grid(
+        problem, plane, resolution=3, paths=[path], margin=0.0, cover=unit
+    )
+    assert covered.xs.tolist() == pytest.approx([-1.0, 1.5, 4.0])
+    assert covered.ys.tolist() == pytest.approx([-1.0, 2.0, 5.0])

@@ -321,3 +321,17 @@ def test_the_title_clears_the_panel_titles():
         assert layout.title.pad.b == SUBPLOT_TITLE_LINE * lines + 10
     plain = plots.spectrum_figure({"ggn": np.array([3.0, 1.0])}, scale="linear")
     assert plain.layout.title.yref is None  # one line, no panels: Plotly's place
+
+
+def test_the_matrix_grid_hides_its_unused_cells():
+    """Five matrices on a grid of six: the sixth cell was an empty panel."""
+    matrices = {f"m{i}": torch.eye(4, dtype=torch.float64) * (i + 1) for i in range(5)}
+    figure = plots.matrices_figure(matrices)
+    layout = figure.to_plotly_json()["layout"]
+    axes = sorted(k for k in layout if re.fullmatch(r"xaxis\d*", k))
+    used = {trace.xaxis for trace in figure.data}
+    assert len(axes) > len(used) == 5
+    for name in axes:
+        ref = "x" + name[len("xaxis") :]
+        shown = layout[name].get("visible", True)
+        assert shown == (ref in used), name

@@ -38,11 +38,12 @@ def test_job_matches_direct_runs_and_fills_the_cache(engine):
 
 
 def test_a_rule_that_cannot_run_does_not_hide_the_others(engine):
-    configs = [RunConfig("rosenbrock", rule=rule, steps=3) for rule in ("kfac", "sgd")]
+    # adam, which does not diverge on rosenbrock (sgd at its default lr does)
+    configs = [RunConfig("rosenbrock", rule=rule, steps=3) for rule in ("kfac", "adam")]
     job = ComparisonJob(configs, engine, session="a").start()
     assert job.wait(60)
     assert "nn.Linear" in job.failures()["kfac"]
-    assert job.histories()["sgd"].status == "ok"
+    assert job.histories()["adam"].status == "ok"
 
 
 def test_stop_keeps_the_running_rules_partial_history_and_dequeues_the_rest(engine):

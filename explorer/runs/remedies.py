@@ -61,13 +61,13 @@ def indefinite_message(
                 f"{error.damping:.3g} after good steps."
             )
             remedies.append(
-                f"raise min_damping, LM's floor (now {floor:.3g}),{above or ''} so "
-                "LM cannot lower λ that far"
+                f"raise min_damping, LM's floor (now {floor:.3g}),{above} so LM "
+                "cannot lower λ that far"
             )
         else:
             remedies.append(
-                f"raise the starting damping and min_damping, LM's floor (now "
-                f"{floor:.3g}),{above or ' both'}"
+                "raise the starting damping and min_damping, LM's floor (now "
+                f"{floor:.3g}){',' + above if above else ''}"
             )
         remedies.append(f"fix λ with damping_adaptation='fixed' and {larger}")
     else:

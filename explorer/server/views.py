@@ -138,11 +138,14 @@ def curvature_quality(
     damping: float,
     k: int,
     dense: bool,
+    generalized: bool = True,
 ) -> CurvatureAnalysis:
     """Generalized spectra of (C + λI)⁻¹H and quality against the reference at λ.
 
     Reuses the worker's operators of the point (their dense matrices included),
     so a new λ never rebuilds a matrix or re-decomposes a spectrum of C alone.
+    ``generalized=False`` skips the generalized spectra (without dense matrices
+    they are Lanczos runs with a CG solve per product: most of the cost).
     """
     del channel
     point = _point(worker, config, theta, point_key)
@@ -154,7 +157,7 @@ def curvature_quality(
         operator = operators.get(key)
         if operator is None:
             continue
-        if hessian is not None:
+        if hessian is not None and generalized:
             try:
                 out.generalized[key] = generalized_spectrum(
                     point.matrix("hessian") if dense else hessian,

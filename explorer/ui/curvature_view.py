@@ -28,6 +28,7 @@ from explorer.ui.views import Point, damping_input
 #: Curvatures shown on a first visit (those the problem supports).
 DEFAULT_CURVATURES = ("fisher", "ggn", "hessian", "ef", "kfac")
 SCALES = ("signed", "log")
+GENERALIZED = "view.generalized"  # asked for generalized spectra without dense C
 TABS = ("Matrices", "Differences", "Spectra", "Generalized spectra", "Quality")
 
 
@@ -51,8 +52,11 @@ def analyse(
 
     Two computations: the matrices and spectra (independent of λ) and the
     generalized spectra and quality at λ, so changing λ recomputes only the
-    second. Failures of one curvature (e.g. a plugin that raises) are recorded
-    per curvature. Returns None while waiting (the page shows the queue).
+    second, and the first is shown while the second runs. Without dense matrices
+    the generalized spectra wait for a click (:data:`GENERALIZED`): they cost
+    most of the time. Failures of one curvature (e.g. a plugin that raises) are
+    recorded per curvature. Returns None while the first computation waits (the
+    page shows the queue).
     """
     dense = point.problem.num_params <= state.engine_or_stop().limits.max_dense_p
     common = (point.config, point.theta, point.key, curvatures, reference)
@@ -68,6 +72,7 @@ def analyse(
     )
     if base is None:
         return None
+    generalized = dense or bool(st.session_state.get(GENERALIZED))
     measured = computed(
         "curvature.quality",
         views.curvature_quality,
@@ -75,11 +80,12 @@ def analyse(
         damping,
         k,
         dense,
-        key_parts=(*key, damping),
-        label="Generalized spectra and quality",
+        generalized,
+        key_parts=(*key, damping, generalized),
+        label="Generalized spectra and quality" if generalized else "Quality",
     )
     if measured is None:
-        return None
+        return base
     return dataclasses.replace(
         base,
         generalized=measured.generalized,
@@ -232,6 +238,15 @@ def show(analysis: CurvatureAnalysis, point: Point, reference: str, scale: str) 
             "Hessian perfectly; their spread is the condition number the optimizer "
             "sees."
         )
+        if not analysis.dense and not st.session_state.get(GENERALIZED):
+            st.info(
+                f"P = {point.problem.num_params:,}: without dense matrices each "
+                "generalized spectrum is a Lanczos run with a conjugate-gradient "
+                "solve per product, about 10 s per curvature on two cores."
+            )
+            if st.button("Compute the generalized spectra", key="view.generalize"):
+                st.session_state[GENERALIZED] = True
+                st.rerun()
         if analysis.generalized:
             figure = spectrum_figure(
                 analysis.generalized,

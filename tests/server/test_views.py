@@ -54,6 +54,24 @@ def test_a_new_damping_reuses_the_points_matrices():
         assert out.qualities["ggn"].relative_frobenius_error < 1e-12  # F = G here
 
 
+def test_without_dense_matrices_the_generalized_spectra_wait_to_be_asked_for():
+    worker = WorkerCache()
+    theta = worker.problem(CONFIG).theta0
+    args = (CONFIG, theta, "p0", ("ggn", "ef"), "fisher", 1e-3, 4, False)
+    skipped = views.curvature_quality(worker, None, *args, False)
+    assert skipped.generalized == {}
+    # the quality is computed all the same, and equals the full computation's
+    full = views.curvature_quality(worker, None, *args, True)
+    assert set(full.generalized) == {"ggn", "ef"}
+    for key in ("ggn", "ef"):
+        assert skipped.qualities[key] == full.qualities[key]
+    reference = ex.curvature("ef", CONFIG.build(), theta).dense()
+    fisher = ex.curvature("fisher", CONFIG.build(), theta).dense()
+    error = float(torch.linalg.norm(reference - fisher) / torch.linalg.norm(fisher))
+    measured = skipped.qualities["ef"].relative_frobenius_error
+    assert abs(measured - error) < 0.05 * error  # estimated without dense C
+
+
 def test_the_random_plane_follows_the_seed():
     worker = WorkerCache()
     theta = worker.problem(CONFIG).theta0

@@ -525,6 +525,8 @@ class Dispatcher:
         if now - self._capacity_checked < 2.0:
             return
         self._capacity_checked = now
+        if self.client.status != "running":  # closing at shutdown: nothing to ask
+            return
         try:
             self._capacity = sum(self.client.nthreads().values())
         except Exception:

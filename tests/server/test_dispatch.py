@@ -9,6 +9,7 @@ import pytest
 
 from explorer.curvature.registry import CURVATURES
 from explorer.runs import RunConfig, run
+from explorer.runs.loop import warm_up_torch_func
 from explorer.server.dispatch import Task
 from explorer.server.engine import config_key
 from explorer.server.limits import LimitExceeded, Limits
@@ -103,6 +104,7 @@ def test_the_time_limit_stops_a_run_with_its_partial_history(make_engine):
     engine = make_engine(
         capacity=1, limits=Limits(max_steps=10**6, max_steps_x_p=1e9, job_seconds=0.5)
     )
+    warm_up_torch_func()  # once per process (≈1.5 s): not inside the 0.5 s budget
     config = RunConfig("linreg_2d", rule="sgd", steps=500_000)
     (ticket,) = engine.submit("a", engine.run_tasks([config]), group="g")
     assert ticket.wait(30)

@@ -7,6 +7,8 @@ none of it uses the closed-form output matrices or the hand-written MLP passes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.func import grad, hessian, jacrev, vmap
@@ -85,6 +87,18 @@ def output_fisher_ref(problem: Problem, outputs):
             g = per_example_output_grad(problem, outputs, y)
             weight = p if label == 1.0 else 1 - p
             diag = diag + weight * g.pow(2)
+        return torch.diag_embed(diag)
+    if key == "poisson":
+        # Independent counts: F_R is diagonal; sum over y = 0…K with the tail
+        # beyond K below 1e-30 (K ≥ λ + 12√λ + 40).
+        rate = problem.loss.mean(outputs)
+        top = int(float(rate.max()) + 12 * float(rate.max()) ** 0.5 + 40)
+        diag = torch.zeros_like(outputs)
+        for count in range(top + 1):
+            y = torch.full_like(outputs, float(count))
+            g = per_example_output_grad(problem, outputs, y)
+            pmf = torch.exp(count * rate.log() - rate - math.lgamma(count + 1))
+            diag = diag + pmf * g.pow(2)
         return torch.diag_embed(diag)
     if key == "gaussian_mean_scale":
         nodes, node_weights = _gauss_hermite(1, outputs.dtype)

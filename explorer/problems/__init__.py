@@ -1,6 +1,6 @@
 """Problems: data, models and likelihoods; the ``PROBLEMS`` registry."""
 
-from explorer.problems import networks, streaming, toy
+from explorer.problems import counts, networks, streaming, toy
 from explorer.problems.base import Batch, LinearLayer, Problem
 from explorer.problems.likelihoods import (
     LIKELIHOODS,
@@ -10,6 +10,7 @@ from explorer.problems.likelihoods import (
     GaussianMeanScaleLoss,
     GaussianTanhMeanLoss,
     LossSpec,
+    PoissonLoss,
 )
 from explorer.problems.spec import (
     PROBLEMS,
@@ -26,6 +27,7 @@ register_problem(toy.LINREG_2D)
 register_problem(toy.LOGREG_2D)
 register_problem(toy.TINY_TANH)
 register_problem(toy.ROSENBROCK)
+register_problem(counts.POISSON_2D)
 register_problem(networks.MOONS_MLP)
 register_problem(networks.DIGITS_MLP)
 register_problem(networks.DIGITS_AUTOENCODER)
@@ -43,6 +45,7 @@ __all__ = [
     "GaussianTanhMeanLoss",
     "LinearLayer",
     "LossSpec",
+    "PoissonLoss",
     "Problem",
     "ProblemSpec",
     "TinyCase",

@@ -396,7 +396,45 @@ class CategoricalLoss(LossSpec):
         return "softmax cross-entropy −log softmax(z)_y, mean over examples"
 
 
-class GaussianTanhMeanLoss(LossSpec):
+class DiagonalLoss(LossSpec):
+    """A likelihood whose outputs are independent given z: its output Hessian and
+    Fisher are diagonal, given by :meth:`_hessian_diag` and :meth:`_fisher_diag`
+    (N, C), and every product is elementwise.
+    """
+
+    @abstractmethod
+    def _hessian_diag(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """The diagonal of ∇²_z L per example (N, C)."""
+
+    @abstractmethod
+    def _fisher_diag(self, outputs: Tensor) -> Tensor:
+        """The diagonal of F_R(z) per example (N, C)."""
+
+    def output_hessian(self, outputs, targets):
+        return torch.diag_embed(self._hessian_diag(outputs, targets))
+
+    def output_fisher(self, outputs):
+        return torch.diag_embed(self._fisher_diag(outputs))
+
+    def output_hessian_vp(self, outputs, targets, u):
+        return self._hessian_diag(outputs, targets) * u
+
+    def output_fisher_vp(self, outputs, u):
+        return self._fisher_diag(outputs) * u
+
+    def output_fisher_sqrt(self, outputs):
+        return torch.diag_embed(self._fisher_diag(outputs).sqrt())
+
+    def output_hessian_product(self, outputs, targets):
+        diagonal = self._hessian_diag(outputs, targets)
+        return lambda u: diagonal * u
+
+    def output_fisher_product(self, outputs):
+        diagonal = self._fisher_diag(outputs)
+        return lambda u: diagonal * u
+
+
+class GaussianTanhMeanLoss(DiagonalLoss):
     r"""Non-matching: Gaussian with mean tanh(z), :math:`L = \|y - \tanh z\|^2/(2σ^2)`.
 
     With t = tanh z, the output Hessian is diag((1 − t²)[(1 − t²) + 2 t (y − t)])/σ²
@@ -431,29 +469,6 @@ class GaussianTanhMeanLoss(LossSpec):
     def _fisher_diag(self, outputs):
         t = torch.tanh(outputs)
         return self.precision * (1 - t * t).pow(2)
-
-    def output_hessian(self, outputs, targets):
-        return torch.diag_embed(self._hessian_diag(outputs, targets))
-
-    def output_fisher(self, outputs):
-        return torch.diag_embed(self._fisher_diag(outputs))
-
-    def output_hessian_vp(self, outputs, targets, u):
-        return self._hessian_diag(outputs, targets) * u
-
-    def output_fisher_vp(self, outputs, u):
-        return self._fisher_diag(outputs) * u
-
-    def output_fisher_sqrt(self, outputs):
-        return torch.diag_embed(self._fisher_diag(outputs).sqrt())
-
-    def output_hessian_product(self, outputs, targets):
-        diagonal = self._hessian_diag(outputs, targets)
-        return lambda u: diagonal * u
-
-    def output_fisher_product(self, outputs):
-        diagonal = self._fisher_diag(outputs)
-        return lambda u: diagonal * u
 
     def sample(self, outputs, generator):
         noise = _randn(outputs.shape, outputs, generator)
@@ -564,6 +579,81 @@ class GaussianMeanScaleLoss(LossSpec):
         return f"(y − μ)² / (2σ²) + log σ with z = (μ, s), {scale} (constant ½log 2π dropped)"
 
 
+class PoissonLoss(DiagonalLoss):
+    r"""Poisson counts with rate λ(z): :math:`L = λ - y \log λ` (log y! dropped).
+
+    ``link="log"``: λ = exp(z), the natural parameterization, so the output Hessian
+    diag(λ) equals the output Fisher and F = G. ``link="softplus"``: λ = log(1 + eᶻ),
+    not natural: with s = sigmoid(z) the output Hessian is
+    diag(s(1 − s)(1 − y/λ) + y s²/λ²), which depends on y, while the Fisher is
+    diag(s²/λ), so F ≠ G. Both are convex in z (λ is convex and log λ concave).
+    """
+
+    key = "poisson"
+    label = "Poisson counts"
+    links = ("log", "softplus")
+
+    def __init__(self, num_outputs: int, link: str = "log") -> None:
+        super().__init__(num_outputs)
+        if link not in self.links:
+            raise ValueError(f"link = {link!r} must be one of {', '.join(self.links)}")
+        self.link = link
+        self.matching = link == "log"
+
+    def rate(self, outputs: Tensor) -> Tensor:
+        """λ(z) (N, C)."""
+        if self.link == "log":
+            return outputs.exp()
+        return torch.nn.functional.softplus(outputs)
+
+    def per_example(self, outputs, targets):
+        rate = self.rate(outputs)
+        log_rate = outputs if self.link == "log" else rate.log()
+        return (rate - targets * log_rate).sum(-1)
+
+    def output_grad(self, outputs, targets):
+        rate = self.rate(outputs)
+        if self.link == "log":
+            return rate - targets
+        return torch.sigmoid(outputs) * (1 - targets / rate)
+
+    def _hessian_diag(self, outputs, targets):
+        rate = self.rate(outputs)
+        if self.link == "log":
+            return rate
+        s = torch.sigmoid(outputs)
+        return s * (1 - s) * (1 - targets / rate) + targets * s * s / rate**2
+
+    def _fisher_diag(self, outputs):
+        rate = self.rate(outputs)
+        if self.link == "log":
+            return rate
+        return torch.sigmoid(outputs).pow(2) / rate
+
+    def sample(self, outputs, generator):
+        rate = self.rate(outputs).detach()
+        # torch.poisson draws on the CPU in float64 for a seed-stable stream
+        draws = torch.poisson(rate.to("cpu", torch.float64), generator=generator)
+        return draws.to(device=outputs.device, dtype=outputs.dtype)
+
+    def kl(self, outputs_p, outputs_q):
+        rate_p, rate_q = self.rate(outputs_p), self.rate(outputs_q)
+        return (rate_p * (rate_p / rate_q).log() - rate_p + rate_q).sum(-1)
+
+    def torch_loss(self):
+        if self.link == "log":  # PyTorch's mean is over N·C entries, ours over N
+            base = nn.PoissonNLLLoss(log_input=True, full=False, reduction="mean")
+            return ScaledLoss(base, float(self.num_outputs))
+        return LikelihoodLoss(self)
+
+    def mean(self, outputs):
+        return self.rate(outputs)
+
+    def describe(self):
+        rate = "exp(z)" if self.link == "log" else "log(1 + eᶻ)"
+        return f"λ − y·log λ with λ = {rate} (log y! dropped)"
+
+
 LIKELIHOODS: dict[str, type[LossSpec]] = {
     cls.key: cls
     for cls in (
@@ -572,5 +662,6 @@ LIKELIHOODS: dict[str, type[LossSpec]] = {
         CategoricalLoss,
         GaussianTanhMeanLoss,
         GaussianMeanScaleLoss,
+        PoissonLoss,
     )
 }

@@ -11,6 +11,7 @@ from explorer.problems.likelihoods import (
     GaussianLoss,
     GaussianMeanScaleLoss,
     GaussianTanhMeanLoss,
+    PoissonLoss,
     ScaledLoss,
 )
 from tests.references import relative_error
@@ -29,6 +30,8 @@ def _outputs_targets(loss, n=7):
         targets = torch.randint(0, c, (n,), generator=GEN)
     elif isinstance(loss, BernoulliLoss):
         targets = torch.randint(0, 2, (n, c), generator=GEN).double()
+    elif isinstance(loss, PoissonLoss):
+        targets = torch.poisson(loss.rate(outputs), generator=GEN)
     else:
         targets = torch.randn(n, c, generator=GEN, dtype=torch.float64)
     return outputs, targets
@@ -42,6 +45,9 @@ LOSSES = [
     GaussianTanhMeanLoss(2, sigma=1.3),
     GaussianMeanScaleLoss("sigma"),
     GaussianMeanScaleLoss("log_sigma"),
+    PoissonLoss(1, link="log"),
+    PoissonLoss(3, link="log"),
+    PoissonLoss(2, link="softplus"),
 ]
 
 
@@ -86,7 +92,9 @@ def test_output_fisher_is_expected_outer_gradient_and_factorizes(loss):
 
 
 @pytest.mark.parametrize(
-    "loss", [GaussianLoss(2), BernoulliLoss(3), CategoricalLoss(4)], ids=repr
+    "loss",
+    [GaussianLoss(2), BernoulliLoss(3), CategoricalLoss(4), PoissonLoss(2)],
+    ids=repr,
 )
 def test_matching_losses_have_equal_output_hessian_and_fisher(loss):
     outputs, targets = _outputs_targets(loss)
@@ -112,6 +120,39 @@ def test_non_matching_tanh_mean_has_indefinite_output_hessian():
     targets = torch.tensor([[-3.0]], dtype=torch.float64)
     assert loss.output_hessian(outputs, targets)[0, 0, 0] < 0
     assert loss.output_fisher(outputs)[0, 0, 0] > 0
+
+
+@pytest.mark.parametrize("link", PoissonLoss.links)
+def test_poisson_fisher_by_summing_over_the_counts(link):
+    """E_y[∇L ∇Lᵀ] summed exactly over y = 0…80 (the tail beyond is < 1e-30 for
+    rates below 10), and the Hessian's expectation equals it (for every loss, the
+    expected output Hessian is the output Fisher)."""
+    loss = PoissonLoss(2, link=link)
+    outputs = torch.tensor([[0.3, -1.2], [1.5, 0.1]], dtype=torch.float64)
+    rate = loss.rate(outputs)
+    fisher = torch.zeros(2, 2, 2, dtype=torch.float64)
+    expected_hessian = torch.zeros_like(fisher)
+    for count in range(81):
+        y = torch.full_like(outputs, float(count))
+        pmf = torch.exp(count * rate.log() - rate - math.lgamma(count + 1))
+        g = loss.output_grad(outputs, y)
+        # the two outputs are independent counts: E over the pair of outer products
+        fisher += torch.diag_embed(pmf * g * g)
+        expected_hessian += torch.diag_embed(pmf) * loss.output_hessian(outputs, y)
+    assert relative_error(loss.output_fisher(outputs), fisher) < 1e-12
+    assert relative_error(expected_hessian, fisher) < 1e-12
+
+
+def test_the_softplus_link_is_not_matching_and_its_hessian_depends_on_the_counts():
+    loss = PoissonLoss(1, link="softplus")
+    outputs = torch.tensor([[0.4]], dtype=torch.float64)
+    low = loss.output_hessian(outputs, torch.zeros(1, 1, dtype=torch.float64))
+    high = loss.output_hessian(outputs, torch.full((1, 1), 6.0, dtype=torch.float64))
+    assert not loss.matching and PoissonLoss(1).matching
+    assert float(low) != pytest.approx(float(high))
+    assert float(low) > 0 and float(high) > 0  # convex in z for every count
+    with pytest.raises(ValueError, match="link"):
+        PoissonLoss(1, link="identity")
 
 
 def test_gaussian_scale_fisher_closed_forms():
@@ -147,6 +188,8 @@ def test_torch_loss_is_a_builtin_where_one_exists():
         gaussian.base, torch.nn.MSELoss
     )
     assert gaussian.scale == 1.0
+    poisson = PoissonLoss(3).torch_loss()  # PyTorch averages over N·C entries
+    assert isinstance(poisson.base, torch.nn.PoissonNLLLoss) and poisson.scale == 3.0
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=repr)

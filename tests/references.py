@@ -160,5 +160,6 @@ REFERENCES = {
 
 
 def relative_error(actual, expected) -> float:
+    actual, expected = actual.detach(), expected.detach()  # e.g. p.model's weights
     scale = expected.norm().clamp_min(1e-300)
     return float((actual - expected).norm() / scale)

@@ -335,9 +335,11 @@ def problem_from_model(
     ``theta0`` is taken from the model's current parameters (flattened in the order
     of ``model.parameters()``); ``fields`` fill the rest of the dataclass.
     """
+    # An ordinary module holding θ₀ whose parameters require grad, as the peers
+    # (curvlinops, BackPACK) expect; the explorer itself calls it functionally.
     model = model.to(device=device, dtype=dtype)
     for param in model.parameters():
-        param.requires_grad_(False)
+        param.requires_grad_(True)
     names = tuple(name for name, _ in model.named_parameters())
     shapes = tuple(tuple(param.shape) for param in model.parameters())
     theta0 = torch.cat([param.detach().reshape(-1) for param in model.parameters()])

@@ -139,7 +139,25 @@ class LossSpec(ABC):
 
     @abstractmethod
     def torch_loss(self) -> nn.Module:
-        """A ``torch.nn.Module`` equal to :meth:`value` (a built-in where one exists)."""
+        """A plain ``torch.nn`` loss (PyTorch's own where one exists: what
+        curvlinops and BackPACK accept) with :meth:`value` =
+        :attr:`loss_scale` × ``torch_loss()(outputs, targets)``.
+        """
+
+    @property
+    def loss_scale(self) -> float:
+        """The factor between :meth:`torch_loss` and :meth:`value` (PyTorch's mean
+        runs over N·C entries, ours over N; MSELoss has no 1/(2σ²)).
+        """
+        return 1.0
+
+    def scaled_torch_loss(self) -> nn.Module:
+        """A module equal to :meth:`value`: :meth:`torch_loss` times
+        :attr:`loss_scale`.
+        """
+        scale = self.loss_scale
+        module = self.torch_loss()
+        return module if scale == 1.0 else ScaledLoss(module, scale)
 
     @abstractmethod
     def describe(self) -> str:
@@ -236,8 +254,12 @@ class GaussianLoss(LossSpec):
         return 0.5 * self.precision * (outputs_p - outputs_q).pow(2).sum(-1)
 
     def torch_loss(self):
+        return nn.MSELoss()
+
+    @property
+    def loss_scale(self):
         # MSELoss(mean) = (1/(N C)) Σ ||y - z||²  =  (2σ²/C) · ours.
-        return ScaledLoss(nn.MSELoss(), self.num_outputs / (2 * self.sigma**2))
+        return self.num_outputs / (2 * self.sigma**2)
 
     def describe(self):
         return f"‖y − z‖² / (2σ²) with σ = {self.sigma:g}"
@@ -303,9 +325,12 @@ class BernoulliLoss(LossSpec):
         return (p * (log_p - log_q) + (1 - p) * (log_1mp - log_1mq)).sum(-1)
 
     def torch_loss(self):
+        return nn.BCEWithLogitsLoss()
+
+    @property
+    def loss_scale(self):
         # BCEWithLogitsLoss(mean) averages over N·C entries; ours sums over C.
-        base = nn.BCEWithLogitsLoss()
-        return base if self.num_outputs == 1 else ScaledLoss(base, self.num_outputs)
+        return float(self.num_outputs)
 
     def accuracy(self, outputs, targets):
         if self.num_outputs != 1:
@@ -641,10 +666,14 @@ class PoissonLoss(DiagonalLoss):
         return (rate_p * (rate_p / rate_q).log() - rate_p + rate_q).sum(-1)
 
     def torch_loss(self):
-        if self.link == "log":  # PyTorch's mean is over N·C entries, ours over N
-            base = nn.PoissonNLLLoss(log_input=True, full=False, reduction="mean")
-            return ScaledLoss(base, float(self.num_outputs))
+        if self.link == "log":
+            return nn.PoissonNLLLoss(log_input=True, full=False, reduction="mean")
         return LikelihoodLoss(self)
+
+    @property
+    def loss_scale(self):
+        # PyTorch's mean runs over N·C entries, ours over N
+        return float(self.num_outputs) if self.link == "log" else 1.0
 
     def mean(self, outputs):
         return self.rate(outputs)

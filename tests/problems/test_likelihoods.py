@@ -175,21 +175,28 @@ def test_torch_loss_equals_value(loss):
     outputs, targets = _outputs_targets(loss)
     module = loss.torch_loss()
     assert isinstance(module, torch.nn.Module)
-    assert float(module(outputs, targets)) == pytest.approx(
-        float(loss.value(outputs, targets)), rel=1e-13
+    value = float(loss.value(outputs, targets))
+    assert loss.loss_scale * float(module(outputs, targets)) == pytest.approx(
+        value, rel=1e-13
     )
+    scaled = loss.scaled_torch_loss()
+    assert float(scaled(outputs, targets)) == pytest.approx(value, rel=1e-13)
 
 
 def test_torch_loss_is_a_builtin_where_one_exists():
     assert isinstance(CategoricalLoss(3).torch_loss(), torch.nn.CrossEntropyLoss)
     assert isinstance(BernoulliLoss(1).torch_loss(), torch.nn.BCEWithLogitsLoss)
-    gaussian = GaussianLoss(2, sigma=1.0).torch_loss()  # σ² = C/2 gives plain MSELoss
-    assert isinstance(gaussian, ScaledLoss) and isinstance(
-        gaussian.base, torch.nn.MSELoss
-    )
-    assert gaussian.scale == 1.0
-    poisson = PoissonLoss(3).torch_loss()  # PyTorch averages over N·C entries
-    assert isinstance(poisson.base, torch.nn.PoissonNLLLoss) and poisson.scale == 3.0
+    # plain PyTorch modules (what curvlinops and BackPACK accept), the factor stated
+    gaussian = GaussianLoss(2, sigma=1.0)  # σ² = C/2: MSELoss is exactly ours
+    assert type(gaussian.torch_loss()) is torch.nn.MSELoss
+    assert gaussian.loss_scale == 1.0
+    assert GaussianLoss(1, sigma=1.0).loss_scale == 0.5
+    assert BernoulliLoss(4).loss_scale == 4.0
+    poisson = PoissonLoss(3)  # PyTorch averages over N·C entries
+    assert type(poisson.torch_loss()) is torch.nn.PoissonNLLLoss
+    assert poisson.loss_scale == 3.0
+    scaled = GaussianLoss(1, sigma=1.0).scaled_torch_loss()
+    assert isinstance(scaled, ScaledLoss) and type(scaled.base) is torch.nn.MSELoss
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=repr)

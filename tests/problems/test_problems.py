@@ -173,3 +173,24 @@ def test_registry_lists_every_required_problem():
         "stream_logreg",
     }
     assert required <= set(ex.PROBLEMS)
+
+
+@pytest.mark.parametrize("key", ["digits_mlp", "linreg_2d", "poisson_2d", "moons_mlp"])
+def test_the_model_and_torch_loss_are_what_the_peers_expect(key):
+    """``p.model`` is an ordinary module at θ₀ whose parameters require grad, and
+    ``loss_scale · torch_loss()(model(X), y)`` is the objective, with the same
+    gradient by plain autograd (what curvlinops and BackPACK build on)."""
+    options = {"hidden": (5,), "train_size": 40} if key == "digits_mlp" else {}
+    p = ex.problem(key, **options)
+    params = list(p.model.parameters())
+    assert params and all(param.requires_grad for param in params)
+    module = p.loss.torch_loss()
+    assert type(module).__module__.startswith("torch.nn") or key == "poisson_2d"
+    p.model.zero_grad()
+    value = p.loss.loss_scale * module(p.model(p.inputs), p.targets)
+    value.backward()
+    grad = torch.cat([param.grad.reshape(-1) for param in params])
+    assert float(value.detach()) == pytest.approx(
+        float(p.objective(p.theta0)), rel=1e-12
+    )
+    torch.testing.assert_close(grad, p.grad(p.theta0), rtol=1e-10, atol=1e-12)

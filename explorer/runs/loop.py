@@ -249,10 +249,6 @@ def _runaway_growth(recorder: Recorder, step: int) -> str | None:
     return f"the loss grew from {start:.3g} to {now:.3g}"
 
 
-def _diverged(step: int, what: str, rule: UpdateRule) -> str:
-    return diverged_message(step, what, rule.options)
-
-
 @functools.cache
 def warm_up_torch_func() -> None:
     """Runs one tiny vmapped vector-Jacobian product, once per process.
@@ -340,7 +336,7 @@ def execute(
         recorder.set_grad_norm(k, float(grad.norm()))
         if not (_finite(loss) and _finite(grad)):
             what = f"the loss on the batch is {float(loss):.3g}"
-            status, message = "diverged", _diverged(k + 1, what, rule)
+            status, message = "diverged", diverged_message(k + 1, what, rule.options)
             break
         curvature_source = LazyCurvatureBatch(
             problem, batch, settings.curvature_batch_size, curvature_gen
@@ -355,7 +351,10 @@ def execute(
             message = indefinite_message(k + 1, error, rule.options)
             break
         except NonFiniteCurvatureError as error:
-            status, message = "diverged", _diverged(k + 1, str(error), rule)
+            status, message = (
+                "diverged",
+                diverged_message(k + 1, str(error), rule.options),
+            )
             break
         except (ValueError, ArithmeticError, RuntimeError) as error:
             status = "error"
@@ -368,7 +367,7 @@ def execute(
         costs["examples"] += batch.size + curvature_source.extra
         if not _finite(candidate):
             what = "the parameters became non-finite"
-            status, message = "diverged", _diverged(k + 1, what, rule)
+            status, message = "diverged", diverged_message(k + 1, what, rule.options)
             break
         saved = (averager.value, averager.count)
         averager.update(k + 1, candidate)
@@ -376,13 +375,16 @@ def execute(
         if recorder.wants(k + 1) and not record(k + 1, candidate, step_row):
             averager.value, averager.count = saved
             what = "the loss became non-finite"
-            status, message = "diverged", _diverged(k + 1, what, rule)
+            status, message = "diverged", diverged_message(k + 1, what, rule.options)
             break
         theta, last_row, good_step = candidate, step_row, k + 1
         recorder.keep_theta(good_step, theta)
         growth = _runaway_growth(recorder, good_step)
         if growth is not None:
-            status, message = "diverged", _diverged(good_step, growth, rule)
+            status, message = (
+                "diverged",
+                diverged_message(good_step, growth, rule.options),
+            )
             break
     if status != "ok" and recorder.wants(good_step):
         record(good_step, theta, last_row)

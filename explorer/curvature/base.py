@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from explorer.curvature.coverage import coverage_from_mask, coverage_from_spans
 from explorer.curvature.solvers import (
     IndefiniteCurvatureError,
     conjugate_gradient,
@@ -511,6 +512,27 @@ class CurvatureOperator(LinearOperator):
         if not self._tags.block_diagonal:
             return None
         return tuple(span for _, span in self.problem.blocks())
+
+    def coverage(self) -> dict[str, str]:
+        """For each named parameter, how this matrix keeps it (a kind of
+        :data:`~explorer.curvature.coverage.COVERAGE_KINDS`).
+
+        Derived from the declared structure: a diagonal operator keeps diagonals, a
+        Kronecker-factored one the parameters inside its factors' blocks, a
+        block-diagonal one those inside its blocks; anything else keeps every
+        parameter in full. A parameter outside every block is ``none``.
+        """
+        tags, problem = self._tags, self.problem
+        if tags.diagonal:
+            return dict.fromkeys(problem.param_names, "diagonal")
+        if tags.kronecker:
+            kept = torch.zeros(self.size, dtype=torch.bool)
+            for block in self.kronecker_factors():
+                kept[block.indices.cpu()] = True
+            return coverage_from_mask(problem, kept, "kronecker")
+        if tags.block_diagonal:
+            return coverage_from_spans(problem, self.block_spans or (), "block")
+        return dict.fromkeys(problem.param_names, "full")
 
     # ----------------------------------------------------------------- sizes
     @property

@@ -171,17 +171,22 @@ class Problem:
         return torch.cat([params[name].reshape(-1) for name in self.param_names])
 
     def blocks(self) -> tuple[tuple[str, slice], ...]:
-        """Parameter groups for block-diagonal approximations.
+        """Parameter groups for block-diagonal approximations: one per module.
 
-        One block per linear layer (weight and bias together) when the model has
-        layers, otherwise one block per parameter tensor.
+        The parameters a module owns directly (a linear layer's weight and bias, a
+        convolution's kernel and bias, a LayerNorm's gain and shift) form one
+        block, named after the module; every parameter lies in exactly one block.
+        A parameter without a module prefix (a bare tensor) is its own block.
         """
-        if self.layers:
-            return tuple((layer.name, layer.span) for layer in self.layers)
-        out, offset = [], 0
+        out: list[tuple[str, slice]] = []
+        offset = 0
         for name, shape in zip(self.param_names, self.param_shapes, strict=True):
             size = math.prod(shape)
-            out.append((name, slice(offset, offset + size)))
+            owner = name.rpartition(".")[0] or name
+            if out and out[-1][0] == owner and out[-1][1].stop == offset:
+                out[-1] = (owner, slice(out[-1][1].start, offset + size))
+            else:
+                out.append((owner, slice(offset, offset + size)))
             offset += size
         return tuple(out)
 

@@ -61,6 +61,7 @@ def build_poisson_2d(options: dict[str, Any], context: BuildContext) -> Problem:
 POISSON_2D = ProblemSpec(
     key="poisson_2d",
     label="Poisson regression (2 weights)",
+    architecture="Poisson GLM, 2 weights",
     build=build_poisson_2d,
     options=(
         Option(
@@ -87,6 +88,7 @@ POISSON_2D = ProblemSpec(
         "the Fisher equals the GGN and the Hessian; with the softplus link the GGN "
         "depends on the counts and differs from the Fisher."
     ),
+    group="toys",
     tags=frozenset({"two_param", "regression", "counts"}),
     test_cases=(
         TinyCase("poisson_log", {"num_samples": 40}),

@@ -107,6 +107,7 @@ def build_moons_mlp(options: dict[str, Any], context: BuildContext) -> Problem:
 MOONS_MLP = ProblemSpec(
     key="moons_mlp",
     label="Two moons (small MLP)",
+    architecture="MLP 2-16-2, tanh",
     build=build_moons_mlp,
     options=(
         Option(
@@ -170,6 +171,7 @@ def build_digits_mlp(options: dict[str, Any], context: BuildContext) -> Problem:
 DIGITS_MLP = ProblemSpec(
     key="digits_mlp",
     label="Digits 8×8 (MLP)",
+    architecture="MLP 64-32-10, tanh",
     build=build_digits_mlp,
     options=(
         hidden_option((32,)),
@@ -190,6 +192,7 @@ DIGITS_MLP = ProblemSpec(
         "10-way softmax cross-entropy with an MLP of configurable width and "
         "activation. 64-32-10 has P = 2,410 parameters: dense matrices fit."
     ),
+    group="real data",
     tags=frozenset({"classification", "real_data"}),
     # Curvature on 128 examples: the exact Fisher/GGN steps are then 20 CG
     # iterations of cheap products rather than a P × P factorization.
@@ -237,6 +240,7 @@ def build_digits_autoencoder(options: dict[str, Any], context: BuildContext) -> 
 DIGITS_AUTOENCODER = ProblemSpec(
     key="digits_autoencoder",
     label="Digits autoencoder (Bernoulli)",
+    architecture="MLP autoencoder 64-32-16-8-16-32-64, tanh",
     build=build_digits_autoencoder,
     options=(
         Option(
@@ -255,6 +259,7 @@ DIGITS_AUTOENCODER = ProblemSpec(
         "code, with independent Bernoulli outputs (logits): a miniature of the "
         "classic autoencoder benchmark of the Hessian-free and K-FAC papers."
     ),
+    group="real data",
     tags=frozenset({"real_data"}),
     # About 1,400 training examples: runs step on mini-batches of 100 and the
     # curvature tests average over the first 12.

@@ -15,6 +15,9 @@ from explorer.registry import Registry
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
+#: The Problem selector's groups, in its order.
+PROBLEM_GROUPS = ("toys", "networks", "real data", "yours")
+
 
 @dataclass(frozen=True)
 class BuildContext:
@@ -122,6 +125,10 @@ class ProblemSpec:
             defaults for this problem everywhere — the library's ``RunConfig``,
             the CLI, the app and its links — and are validated by
             ``explorer.runs.settings.problem_settings``. Read-only.
+        group: Where the app's Problem selector lists it: one of
+            :data:`PROBLEM_GROUPS` (``"yours"`` for problems from plugins).
+        architecture: The model in a few words ("MLP 64-32-10, tanh"), for cards.
+        source: ``"builtin"`` or the plugin file / entry point that registered it.
     """
 
     key: str
@@ -132,8 +139,16 @@ class ProblemSpec:
     tags: frozenset[str] = field(default_factory=frozenset)
     test_cases: tuple[TinyCase, ...] = ()
     run_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    group: str = "networks"
+    architecture: str = ""
+    source: str = "builtin"
 
     def __post_init__(self) -> None:
+        if self.group not in PROBLEM_GROUPS:
+            raise ValueError(
+                f"problem {self.key!r}: group = {self.group!r} must be one of "
+                f"{', '.join(PROBLEM_GROUPS)}"
+            )
         object.__setattr__(self, "test_cases", tuple(self.test_cases))
         object.__setattr__(self, "run_defaults", dict(self.run_defaults))
         for case in self.test_cases:

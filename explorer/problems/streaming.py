@@ -70,6 +70,7 @@ def build_stream_logreg(options: dict[str, Any], context: BuildContext) -> Probl
 STREAM_LOGREG = ProblemSpec(
     key="stream_logreg",
     label="Streaming logistic regression",
+    architecture="logistic regression on fresh samples",
     build=build_stream_logreg,
     options=(
         Option("dim", 5, "Dimension d = P of x and θ.", low=1, high=10_000),
@@ -100,6 +101,7 @@ STREAM_LOGREG = ProblemSpec(
         "every step. With k samples seen, the best possible excess loss is about "
         "P/(2k) (Fisher efficiency): natural gradient and averaged SGD both reach it."
     ),
+    group="toys",
     tags=frozenset({"classification", "streaming"}),
     # 100 fresh samples per step. With one sample a step, the curvature rules at
     # lr = 1 fit each sample's noise (the rank-one Fisher is nearly singular and LM

@@ -82,6 +82,7 @@ def build_gaussian_fit(options: dict[str, Any], context: BuildContext) -> Proble
 GAUSSIAN_FIT = ProblemSpec(
     key="gaussian_fit",
     label="Gaussian fit (μ, σ)",
+    architecture="two parameters (μ, σ) of a Gaussian",
     build=build_gaussian_fit,
     options=(
         Option(
@@ -122,6 +123,7 @@ GAUSSIAN_FIT = ProblemSpec(
         "Fisher diag(1/σ², 2/σ²) can be drawn; the (μ, log σ) parameterization shows "
         "natural gradient's reparameterization invariance."
     ),
+    group="toys",
     tags=frozenset({"two_param", "regression"}),
     test_cases=(
         # σ stays positive under the small perturbation
@@ -191,6 +193,7 @@ def build_linreg_2d(options: dict[str, Any], context: BuildContext) -> Problem:
 LINREG_2D = ProblemSpec(
     key="linreg_2d",
     label="Linear regression (2 weights)",
+    architecture="linear model, 2 weights",
     build=build_linreg_2d,
     options=(
         Option(
@@ -212,6 +215,7 @@ LINREG_2D = ProblemSpec(
         "Hessian equals the GGN and the Fisher (constant), but the empirical Fisher "
         "depends on the residuals, so its preconditioned directions are distorted."
     ),
+    group="toys",
     tags=frozenset({"two_param", "regression"}),
     test_cases=(
         TinyCase("linreg_gaussian", {"num_samples": 50}),
@@ -267,6 +271,7 @@ def build_logreg_2d(options: dict[str, Any], context: BuildContext) -> Problem:
 LOGREG_2D = ProblemSpec(
     key="logreg_2d",
     label="Logistic regression (2 weights)",
+    architecture="logistic regression, 2 weights",
     build=build_logreg_2d,
     options=(
         Option(
@@ -285,6 +290,7 @@ LOGREG_2D = ProblemSpec(
         "Gaussian classes. Bernoulli likelihood: Fisher = GGN = Hessian; the "
         "empirical Fisher matches them only near the optimum of a well-specified model."
     ),
+    group="toys",
     tags=frozenset({"two_param", "classification"}),
     test_cases=(TinyCase("logreg", {"num_samples": 50}),),
 )
@@ -317,6 +323,7 @@ def build_tiny_tanh(options: dict[str, Any], context: BuildContext) -> Problem:
 TINY_TANH = ProblemSpec(
     key="tiny_tanh",
     label="Tiny tanh network (2 weights)",
+    architecture="one tanh unit, 2 weights",
     build=build_tiny_tanh,
     options=(
         Option("num_samples", 64, "Number of examples N.", low=2, high=100_000),
@@ -330,6 +337,7 @@ TINY_TANH = ProblemSpec(
         "Non-convex: (w₁, w₂) and (−w₁, −w₂) fit equally well and the origin is a "
         "saddle, so the Hessian is indefinite in places while the GGN stays PSD."
     ),
+    group="toys",
     tags=frozenset({"two_param", "regression"}),
     test_cases=(
         TinyCase("tiny_tanh", {"num_samples": 20}),
@@ -368,6 +376,7 @@ def build_rosenbrock(options: dict[str, Any], context: BuildContext) -> Problem:
 ROSENBROCK = ProblemSpec(
     key="rosenbrock",
     label="Rosenbrock (least squares)",
+    architecture="the Rosenbrock function as a Gaussian residual",
     build=build_rosenbrock,
     options=(
         Option("a", 1.0, "Location of the minimum (a, a²).", low=-10.0, high=10.0),
@@ -379,6 +388,7 @@ ROSENBROCK = ProblemSpec(
         "outputs z = (θ₁, √b(θ₂ − θ₁²)), targets (a, 0) and σ² = ½, so the "
         "Gauss-Newton matrix and the Fisher exist and equal 2JᵀJ."
     ),
+    group="toys",
     tags=frozenset({"two_param", "regression"}),
     test_cases=(TinyCase("rosenbrock"),),
 )

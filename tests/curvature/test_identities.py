@@ -106,7 +106,7 @@ def _brute_force_kfac_block(problem, theta, layer_position: int):
     jac = torch.func.vmap(torch.func.jacrev(tail_of))(s)  # (N, C, out)
     outputs = tail(s)
     fisher_out = problem.loss.output_fisher(outputs)
-    big_s = torch.einsum("nco,ncd,ndq->oq", jac, fisher_out, jac) / len(s)
+    big_s = torch.einsum("nco,ncd,ndq->oq", jac, fisher_out, jac).contiguous() / len(s)
     big_a = a_bar.T @ a_bar / len(s)
     del params
     return big_a, big_s

@@ -120,7 +120,9 @@ def kfac_ref(problem: Problem, theta, batch=None):
             if layer.bias is not None:
                 order.append(layer.bias.start + o)
         index = torch.tensor(order)
-        dense[index[:, None], index[None, :]] = torch.kron(big_s, big_a)
+        dense[index[:, None], index[None, :]] = torch.kron(
+            big_s.contiguous(), big_a.contiguous()
+        )
     return dense
 
 

@@ -1,7 +1,7 @@
 import streamlit as st
 
 from explorer.server.limits import LimitExceeded
-from explorer.ui import compare, results, state
+from explorer.ui import compare, problem_card, results, state
 
 INLINE_WAIT = 0.7  # seconds: short runs show their results without a progress view
 POLL_SECONDS = 2.0  # the progress fragment's refresh: modest, a class shares the server
@@ -20,6 +20,7 @@ job = state.current_job()
 
 with st.sidebar:
     problem, problem_values = compare.problem_controls()
+    card = st.container()  # filled once the experiment is known (its dtype, seed)
     run_values = compare.run_controls(problem)
 if job is not None and job.experiment is not None and job.experiment.problem != problem:
     job = state.forget_job()  # another problem's results would mislead: start over
@@ -39,6 +40,7 @@ with top:
     except ValueError as error:
         st.error(f"Fix this setting to run: {error}")
         st.stop()
+    problem_card.problem_card(experiment, card)
     for note in compare.explanations(experiment):
         st.info(note)
 

@@ -26,10 +26,13 @@ pageurl.write_page_url(state.compare_context()[0], params)
 if not chosen:
     st.info("Choose at least one curvature above.")
     st.stop()
+covered = cv.coverages(point, chosen)  # structure only: shown while matrices compute
+for note in cv.coverage_warnings(covered):
+    st.warning(note)
 analysis = cv.analyse(point, chosen, reference, damping, 10)
 if analysis is None:
     st.stop()
 st.caption(f"At {point.description}.")
 for key, error in analysis.errors.items():
     st.warning(f"**{key}**: {error}")
-cv.show(analysis, point, reference, scale)
+cv.show(analysis, point, reference, scale, covered)

@@ -36,7 +36,9 @@ from explorer.problems import (
     LossSpec,
     Problem,
     ProblemSpec,
+    TinyCase,
     problem,
+    problem_from_module,
     register_problem,
 )
 from explorer.registry import Registry, UnknownKeyError
@@ -86,6 +88,7 @@ __all__ = [
     "RunConfig",
     "RunSettings",
     "SpectralDensity",
+    "TinyCase",
     "UnknownKeyError",
     "UpdateRule",
     "approximation_quality",
@@ -102,6 +105,7 @@ __all__ = [
     "pca_plane",
     "plane_loss_grid",
     "problem",
+    "problem_from_module",
     "quadratic_models",
     "register_curvature",
     "register_problem",

@@ -1,18 +1,22 @@
-"""Loading user curvature plugins, never taking the caller down.
+"""Loading user plugins, never taking the caller down.
 
-A plugin is a Python file that registers one or more curvatures with
-``@ex.register_curvature``. Plugins come from, in this order:
+A plugin is a Python file that registers curvatures (``@ex.register_curvature``)
+and/or problems (``ex.register_problem(ex.ProblemSpec(...))``, typically building
+them with ``ex.problem_from_module``). Plugins come from, in this order:
 
 1. explicit paths (``python -m explorer ... --plugin path/to/file.py``),
 2. a ``plugins/`` folder (the app passes the one next to ``app.py``),
 3. the ``EXPLORER_PLUGINS`` environment variable (paths separated by ``:``; a folder
    loads every ``*.py`` in it),
-4. installed packages advertising the ``explorer.curvatures`` entry-point group.
+4. installed packages advertising the ``explorer.curvatures`` or
+   ``explorer.problems`` entry-point groups.
 
 Each load returns a :class:`PluginReport`; an import error, an exception while
 registering, or a registration clash becomes the report's ``error`` text instead of an
-exception. Loading the same file again replaces what it registered before, so an app
-rerun or an edited plugin never clashes with itself.
+exception. What a plugin registers carries its ``source`` (the file or entry
+point), so the app lists its problems under "yours". Loading the same file again
+replaces what it registered before, so an app rerun or an edited plugin never
+clashes with itself.
 """
 
 from __future__ import annotations
@@ -30,9 +34,14 @@ from pathlib import Path
 
 from explorer.curvature.base import CurvatureOperator
 from explorer.curvature.registry import CURVATURES, register_curvature
+from explorer.problems.spec import PROBLEMS, ProblemSpec, register_problem
 
 ENV_VARIABLE = "EXPLORER_PLUGINS"
 ENTRY_POINT_GROUP = "explorer.curvatures"
+PROBLEM_ENTRY_POINT_GROUP = "explorer.problems"
+
+#: The registries a plugin may add to.
+_REGISTRIES = (CURVATURES, PROBLEMS)
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,13 @@ class PluginReport:
         source: The file path or ``entry point <name>``.
         keys: Curvature keys it registered.
         error: A readable description of what went wrong, or None.
+        problems: Problem keys it registered.
     """
 
     source: str
     keys: tuple[str, ...] = ()
     error: str | None = None
+    problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -57,8 +68,10 @@ class PluginReport:
         """One line for logs and the UI."""
         if self.error:
             return f"{self.source}: FAILED — {self.error.strip().splitlines()[-1]}"
-        keys = ", ".join(self.keys) or "no curvature registered"
-        return f"{self.source}: {keys}"
+        parts = [", ".join(self.keys)] if self.keys else []
+        if self.problems:
+            parts.append("problems " + ", ".join(self.problems))
+        return f"{self.source}: {'; '.join(parts) or 'nothing registered'}"
 
 
 def _error_text(error: BaseException) -> str:
@@ -69,17 +82,37 @@ def _error_text(error: BaseException) -> str:
 
 
 def _forget(source: str) -> None:
-    for key in [key for key, spec in CURVATURES.items() if spec.source == source]:
-        CURVATURES.unregister(key)
+    for registry in _REGISTRIES:
+        for key in [key for key, spec in registry.items() if spec.source == source]:
+            registry.unregister(key)
 
 
-def _claim(keys_before: set[str], source: str) -> tuple[str, ...]:
-    """Marks the keys registered since ``keys_before`` as coming from ``source``."""
-    added = tuple(key for key in CURVATURES if key not in keys_before)
-    for key in added:
-        spec = dataclasses.replace(CURVATURES[key], source=source)
-        CURVATURES.register(key, spec, overwrite=True)
-    return added
+def _keys() -> tuple[set[str], set[str]]:
+    """The curvature and problem keys registered now."""
+    return set(CURVATURES), set(PROBLEMS)
+
+
+def _claim(
+    keys_before: tuple[set[str], set[str]], source: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Marks the curvature and problem keys registered since ``keys_before`` as
+    coming from ``source``.
+    """
+    added = []
+    for registry, before in zip(_REGISTRIES, keys_before, strict=True):
+        new = tuple(key for key in registry if key not in before)
+        for key in new:
+            spec = dataclasses.replace(registry[key], source=source)
+            registry.register(key, spec, overwrite=True)
+        added.append(new)
+    return added[0], added[1]
+
+
+def _drop(keys: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+    """Unregisters half-registered state of a plugin that failed."""
+    for registry, new in zip(_REGISTRIES, keys, strict=True):
+        for key in new:
+            registry.unregister(key)
 
 
 def load_plugin_file(path: str | os.PathLike[str]) -> PluginReport:
@@ -91,7 +124,7 @@ def load_plugin_file(path: str | os.PathLike[str]) -> PluginReport:
     _forget(source)
     digest = hashlib.sha1(source.encode()).hexdigest()[:10]
     module_name = f"explorer_plugin_{file.stem}_{digest}"
-    keys_before = set(CURVATURES)
+    keys_before = _keys()
     try:
         spec = importlib.util.spec_from_file_location(module_name, file)
         if spec is None or spec.loader is None:
@@ -101,11 +134,10 @@ def load_plugin_file(path: str | os.PathLike[str]) -> PluginReport:
         spec.loader.exec_module(module)
     except Exception as error:  # a broken plugin must not take the caller down
         sys.modules.pop(module_name, None)
-        keys = _claim(keys_before, source)
-        for key in keys:  # drop half-registered state
-            CURVATURES.unregister(key)
+        _drop(_claim(keys_before, source))
         return PluginReport(source, error=_error_text(error))
-    return PluginReport(source, keys=_claim(keys_before, source))
+    curvatures, problems = _claim(keys_before, source)
+    return PluginReport(source, keys=curvatures, problems=problems)
 
 
 def plugin_files(location: str | os.PathLike[str]) -> list[Path]:
@@ -117,29 +149,38 @@ def plugin_files(location: str | os.PathLike[str]) -> list[Path]:
 
 
 def load_entry_points(group: str = ENTRY_POINT_GROUP) -> list[PluginReport]:
-    """Loads installed plugins advertised under the ``explorer.curvatures`` group.
+    """Loads installed plugins advertised under an entry-point group.
 
-    An entry point may name a module (importing it registers its curvatures) or a
-    ``CurvatureOperator`` subclass or function, which is registered under the entry
-    point's name.
+    An entry point may name a module (importing it registers what it declares), a
+    ``CurvatureOperator`` subclass or function (registered as a curvature under the
+    entry point's name) or a ``ProblemSpec`` (registered as a problem).
     """
     reports = []
     for entry in metadata.entry_points(group=group):
         source = f"entry point {entry.name} ({entry.value})"
         _forget(source)
-        keys_before = set(CURVATURES)
+        keys_before = _keys()
         try:
             target = entry.load()
-            is_operator = isinstance(target, type) and issubclass(
-                target, CurvatureOperator
-            )
-            if (is_operator or callable(target)) and entry.name not in CURVATURES:
-                register_curvature(entry.name, label=entry.name, source=source)(target)
+            _register_entry(entry.name, target, source)
         except Exception as error:
+            _drop(_claim(keys_before, source))
             reports.append(PluginReport(source, error=_error_text(error)))
             continue
-        reports.append(PluginReport(source, keys=_claim(keys_before, source)))
+        curvatures, problems = _claim(keys_before, source)
+        reports.append(PluginReport(source, keys=curvatures, problems=problems))
     return reports
+
+
+def _register_entry(name: str, target: object, source: str) -> None:
+    """Registers what an entry point names (a module registered itself on import)."""
+    if isinstance(target, ProblemSpec):
+        if target.key not in PROBLEMS:  # not a reload of one already registered
+            register_problem(target)
+        return
+    is_operator = isinstance(target, type) and issubclass(target, CurvatureOperator)
+    if (is_operator or callable(target)) and name not in CURVATURES:
+        register_curvature(name, label=name, source=source)(target)
 
 
 def load_plugins(
@@ -172,4 +213,5 @@ def load_plugins(
         reports.append(load_plugin_file(resolved))
     if use_entry_points:
         reports.extend(load_entry_points())
+        reports.extend(load_entry_points(PROBLEM_ENTRY_POINT_GROUP))
     return reports

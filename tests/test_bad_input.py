@@ -80,7 +80,9 @@ def test_dense_refused_above_the_limit(monkeypatch):
 
 def test_kfac_refused_without_linear_layers():
     problem = ex.problem("rosenbrock")
-    with pytest.raises(ValueError, match="K-FAC needs a model made of nn.Linear"):
+    with pytest.raises(
+        ValueError, match="K-FAC needs a model with at least one nn.Linear"
+    ):
         ex.curvature("kfac", problem, problem.theta0)
 
 

@@ -22,6 +22,21 @@ def test_readme_python_blocks_run():
             ex.CURVATURES.unregister(key)
 
 
+def test_readme_doctests_pass():
+    """The ``pycon`` blocks (Bring your own model) run as doctests."""
+    import doctest
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```pycon\n(.*?)```", text, flags=re.S)
+    assert blocks
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for index, block in enumerate(blocks):
+        test = parser.get_doctest(block, {}, f"README.md block {index}", None, 0)
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
+
+
 def test_quickstart_has_exactly_two_commands_and_ci_calls_the_test_one():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     quickstart = text.split("## Quickstart", 1)[1].split("##", 1)[0]

@@ -73,3 +73,22 @@ def test_fixed_damping_remedy_names_the_damping_only():
     assert history.status == "indefinite"
     assert "raise the damping above" in history.message
     assert "Levenberg" not in history.message and "min_damping" not in history.message
+
+
+def test_an_indefinite_ggn_is_sent_to_the_fisher_not_to_itself():
+    from explorer.curvature.solvers import IndefiniteCurvatureError
+    from explorer.runs.remedies import indefinite_message
+
+    options = {"damping": 1e-3, "damping_adaptation": "fixed"}
+    ggn = indefinite_message(1, IndefiniteCurvatureError("ggn", 1e-3, -0.32), options)
+    assert "'fisher'" in ggn and "such as 'ggn'" not in ggn
+    hessian = indefinite_message(
+        1, IndefiniteCurvatureError("hessian", 1e-3, -0.32), options
+    )
+    assert "such as 'ggn' or 'fisher'" in hessian
+    # the run itself: Gauss-Newton on the heteroscedastic Gaussian stops and says so
+    history = ex.run(
+        ex.RunConfig("heteroscedastic_1d", {"num_samples": 40}, "gauss_newton", steps=3)
+    )
+    assert history.status == "indefinite"
+    assert "natural_gradient" in history.message

@@ -10,6 +10,14 @@ HELP = "List the registered problems and curvatures with their options (JSON)."
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="Write the JSON here instead of stdout.")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="A plugin file or folder to load first (repeatable); its problems and "
+        "curvatures are listed with their source.",
+    )
 
 
 def catalog() -> dict:
@@ -30,6 +38,9 @@ def catalog() -> dict:
         "problems": {
             key: {
                 "label": spec.label,
+                "group": spec.group,
+                "architecture": spec.architecture,
+                "source": spec.source,
                 "description": spec.description,
                 "options": options(spec.options),
                 "run_defaults": dict(spec.run_defaults),
@@ -53,6 +64,9 @@ def catalog() -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
+    from explorer.commands.run import load_requested_plugins
+
+    load_requested_plugins(args)
     text = json.dumps(catalog(), indent=2, ensure_ascii=False)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

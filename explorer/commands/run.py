@@ -77,8 +77,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATH",
-        help="A curvature plugin file or folder to load first (repeatable); "
-        "EXPLORER_PLUGINS and installed entry points are loaded too.",
+        help="A plugin file or folder (curvatures, problems) to load first "
+        "(repeatable); EXPLORER_PLUGINS and installed entry points are loaded too.",
     )
     parser.add_argument(
         "--quiet", action="store_true", help="No progress bar on stderr."

@@ -35,7 +35,13 @@ from explorer.curvature.registry import (
 )
 from explorer.curvature.solvers import IndefiniteCurvatureError, conjugate_gradient
 from explorer.curvature.structured import blocks_of, diagonal_of
-from explorer.curvature.tags import LINEAR_LAYERS, MLP, Requirement, Tags
+from explorer.curvature.tags import (
+    KFAC_LAYERS,
+    LINEAR_LAYERS,
+    MLP,
+    Requirement,
+    Tags,
+)
 
 _ = CURVATURES.register  # one line per curvature below; order = UI order
 S = spec_for_class
@@ -69,6 +75,7 @@ del _, S
 
 __all__ = [
     "CURVATURES",
+    "KFAC_LAYERS",
     "LINEAR_LAYERS",
     "MLP",
     "CurvatureOperator",

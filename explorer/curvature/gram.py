@@ -57,7 +57,17 @@ class OutputGramOperator(CurvatureOperator):
             self.products += self.size  # counted like P products, for cost accounting
             scaled = self.output_matrices() / self.batch.size
             return dense_mlp_curvature(self.linearization, scaled, None)
-        return super()._dense()
+        try:
+            jacobian = self.linearization.jacobian()  # (N, C, P)
+        except ValueError:  # above the Jacobian's memory limit: P products
+            return super()._dense()
+        # C = Σ_n J_nᵀ (M_n / N) J_n as one (P, N·C) @ (N·C, P) product: C
+        # pull-backs per example instead of P push-forwards and P pull-backs
+        self.products += self.size
+        scaled = self.output_matrices() / self.batch.size
+        weighted = torch.einsum("ncd,ndp->ncp", scaled, jacobian)
+        flat = jacobian.reshape(-1, self.size)
+        return flat.T @ weighted.reshape(-1, self.size)
 
     def _diag(self) -> Tensor:
         factors, signs = self.output_factors()

@@ -65,7 +65,8 @@ def mlp_layers(problem: Problem) -> tuple[MLPLayer, ...] | None:
     A plain MLP is a single ``nn.Linear`` or an ``nn.Sequential`` alternating
     ``nn.Linear`` with at most one supported elementwise activation (tanh, sigmoid,
     ReLU, softplus) after each.
-    Softplus counts only with its default beta and threshold.
+    Softplus counts only with its default beta and threshold; ``nn.Identity`` and
+    dropout in eval mode (the identity) are skipped.
     """
     model = problem.model
     if isinstance(model, nn.Linear):
@@ -87,8 +88,10 @@ def mlp_layers(problem: Problem) -> tuple[MLPLayer, ...] | None:
             ):
                 return None
             layers[-1] = MLPLayer(layers[-1].linear, module)
-        elif isinstance(module, nn.Identity):
-            continue
+        elif isinstance(module, nn.Identity) or (
+            isinstance(module, nn.modules.dropout._DropoutNd) and not module.training
+        ):
+            continue  # the identity map (dropout is one in eval mode)
         else:
             return None
     return tuple(layers)

@@ -83,7 +83,7 @@ class CurvatureSpec:
         Example:
             >>> import explorer as ex
             >>> print(ex.CURVATURES["kfac"].incompatibility(ex.problem("rosenbrock")))
-            K-FAC needs a model made of nn.Linear layers with elementwise activations; problem 'rosenbrock' has none. Use 'fisher', 'ggn' or a diagonal approximation instead.
+            K-FAC needs a model with at least one nn.Linear or nn.Conv2d layer (Conv2d with groups=1 and zero padding); problem 'rosenbrock' has no nn.Module model. Use 'fisher', 'ggn' or a diagonal approximation instead.
         """  # noqa: E501
         return self.build.incompatibility(problem, options)
 

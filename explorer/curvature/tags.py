@@ -16,8 +16,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from torch import Tensor
+from torch import Tensor, nn
 
+from explorer.curvature.kfac_modules import is_supported
 from explorer.curvature.mlp import mlp_layers
 from explorer.problems.base import Problem
 
@@ -110,11 +111,31 @@ def _no_linear_layers(problem: Problem) -> str | None:
     return None if problem.layers else "none"
 
 
-#: A model made only of ``nn.Linear`` layers and elementwise activations (K-FAC).
+def _no_kfac_layers(problem: Problem) -> str | None:
+    model = problem.model
+    if not isinstance(model, nn.Module):
+        return "no nn.Module model"
+    if any(is_supported(module) for module in model.modules()):
+        return None
+    return f"a model ({type(model).__name__}) without one"
+
+
+#: A model made only of ``nn.Linear`` layers and elementwise activations (K-FAC's
+#: fast MLP path; K-FAC itself needs only :data:`KFAC_LAYERS`).
 MLP = Requirement(
     "mlp",
     "a model made of nn.Linear layers with elementwise activations",
     _not_an_mlp,
+    "Use 'fisher', 'ggn' or a diagonal approximation instead.",
+)
+
+#: At least one ``nn.Linear`` or ``nn.Conv2d`` (groups = 1, zero padding) layer in
+#: ``problem.model`` (K-FAC; parameters of other modules are left uncovered).
+KFAC_LAYERS = Requirement(
+    "kfac_layers",
+    "a model with at least one nn.Linear or nn.Conv2d layer (Conv2d with groups=1 "
+    "and zero padding)",
+    _no_kfac_layers,
     "Use 'fisher', 'ggn' or a diagonal approximation instead.",
 )
 

@@ -39,6 +39,11 @@ class InputGrid:
 
 
 def _check_inputs_2d(problem: Problem) -> None:
+    if not problem.inputs.dtype.is_floating_point:  # token ids: no plane to grid
+        raise ValueError(
+            f"problem {problem.key!r} has {problem.inputs.dtype} inputs (indices); "
+            "a decision boundary needs real-valued 2-D inputs (N, 2)"
+        )
     if problem.inputs.dim() != 2 or problem.inputs.shape[1] != 2:
         raise ValueError(
             f"problem {problem.key!r} has inputs of shape {tuple(problem.inputs.shape)}; "
@@ -100,6 +105,11 @@ def regression_input(problem: Problem) -> int:
     inputs = problem.inputs
     if inputs.dim() != 2:
         raise ValueError(f"inputs of shape {tuple(inputs.shape)} are not (N, D)")
+    if not inputs.dtype.is_floating_point:  # indices have no axis to sweep
+        raise ValueError(
+            f"problem {problem.key!r} has {inputs.dtype} inputs (indices); fitted "
+            "curves need a real-valued input"
+        )
     varying = [
         j
         for j in range(inputs.shape[1])

@@ -7,6 +7,15 @@ blank square. A signed heatmap therefore spans ± a robust magnitude, the 99th
 percentile of the nonzero |entries| (when the largest entry is more than twice it),
 saturates the entries beyond, and says so on its colour bar and in its title.
 
+Where even that range leaves most nonzero cells indistinguishable from zero (a
+network Hessian whose output-layer block is a hundred times its first layer's), the
+signed picture is a blank square whichever range it takes: ``scale="auto"`` (the
+Curvature page's default) then draws log₁₀|C| instead, and every figure states the
+scale it drew and, for ``auto``, why (see :func:`choose_scale`).
+
+Network matrices are read by layer: with ``blocks`` (``problem.blocks()``, one per
+module) the figures draw the block boundaries and name the layers on the axes.
+
 Matrices larger than the browser can draw are shown block by block: on the signed
 scale each cell is the entry of largest magnitude of its block, sign kept (averaging
 signed entries cancels them to grey); on the log scale it is the mean |entry|.
@@ -43,6 +52,28 @@ ROUNDOFF_FLOOR = 1e-10
 #: the neutral colour; when most cells are, the figure suggests the log scale (the
 #: bulk of a network's Hessian is often 100× below its largest block).
 FAINT = 0.05
+
+#: ``scale="auto"`` draws log₁₀|C| when, on the signed scale, more than this share
+#: of a panel's *nonzero* cells would be within :data:`FAINT` of the colour range of
+#: 0 (exact zeros are structure, e.g. a diagonal or block-diagonal matrix, not a
+#: washed-out bulk): the same threshold at which a signed figure says "try the log
+#: scale".
+BLANK_SHARE = 0.5
+#: Matrices up to this size get one tick per parameter and are read entry by entry;
+#: ``auto`` keeps them signed, where an entry's sign is the lesson (an indefinite
+#: Hessian of two weights), and block names give way to parameter indices.
+SMALL_MATRIX = 16
+#: The scales a matrix figure accepts (``auto``: chosen by :func:`choose_scale`).
+SCALES = ("auto", "signed", "log")
+#: A layer narrower than this share of θ gets a boundary but no axis label (labels
+#: of a transformer's LayerNorm gains would overprint their neighbours).
+LABEL_SHARE = 1 / 40
+BLOCK_LINE = {"color": "#444", "width": 1}
+
+#: A log-magnitude heatmap starts at this quantile of the |entries| above
+#: round-off (:func:`log_floor`): its colours span the decades the matrix fills, not
+#: ten decades down to round-off, and only the lowest 1% share the floor's colour.
+LOG_QUANTILE = 0.01
 
 #: What a pooled cell shows, per scale (see :func:`pool`).
 POOLING = {"signed": "absmax", "log": "absmean"}
@@ -99,6 +130,8 @@ class ColourRange:
         saturated: How many values lie beyond ±bound (drawn in the end colours).
         cells: How many values there are.
         faint: The fraction of them within :data:`FAINT` · bound of 0.
+        blank: The fraction of the *nonzero* ones within :data:`FAINT` · bound of
+            0: cells that hold a value but are drawn as if they held none.
     """
 
     bound: float
@@ -106,6 +139,7 @@ class ColourRange:
     saturated: int
     cells: int
     faint: float = 0.0
+    blank: float = 0.0
 
     @property
     def clipped(self) -> bool:
@@ -130,6 +164,8 @@ def signed_range(
         (1.0, 1, 0.0)
         >>> signed_range(values, quantile=None).faint  # ±1e6: the ones look like 0
         0.999
+        >>> signed_range(np.r_[np.zeros(99), 1.0]).blank  # zeros are not washed out
+        0.0
     """
     magnitudes = np.abs(values[np.isfinite(values)])
     peak = float(magnitudes.max()) if magnitudes.size else 0.0
@@ -145,7 +181,84 @@ def signed_range(
         bound = bound or 1.0
     saturated = int((magnitudes > bound).sum())
     faint = float((magnitudes <= FAINT * bound).mean()) if magnitudes.size else 1.0
-    return ColourRange(bound, peak, saturated, int(values.size), faint)
+    nonzero = magnitudes[magnitudes > 0]
+    blank = float((nonzero <= FAINT * bound).mean()) if nonzero.size else 0.0
+    return ColourRange(bound, peak, saturated, int(values.size), faint, blank)
+
+
+@dataclass(frozen=True)
+class ScaleChoice:
+    """The colour scale a matrix figure draws, and why.
+
+    Attributes:
+        scale: ``"signed"`` or ``"log"``: what is drawn.
+        asked: What the caller asked for (``"auto"``, ``"signed"`` or ``"log"``).
+        blank: Per panel, the share of its nonzero cells a signed scale draws as
+            ≈ 0 (:attr:`ColourRange.blank`); panels that are all zero or round-off
+            next to the others are left out.
+    """
+
+    scale: str
+    asked: str
+    blank: Mapping[str, float]
+
+    @property
+    def washed_out(self) -> dict[str, float]:
+        """The panels a signed scale would leave blank (share > :data:`BLANK_SHARE`)."""
+        return {n: b for n, b in self.blank.items() if b > BLANK_SHARE}
+
+    @property
+    def note(self) -> str:
+        """The scale in words, for the figure's title."""
+        if self.scale == "signed":
+            return "signed colours" + " (auto)" * (self.asked == "auto")
+        if self.asked != "auto":
+            return "log₁₀|C| colours"
+        worst = max(self.washed_out, key=self.washed_out.get)
+        return (
+            f"log₁₀|C| colours (auto): signed, {self.washed_out[worst]:.0%} of "
+            f"{worst}'s nonzero cells would look ≈ 0"
+        )
+
+
+def choose_scale(
+    panels: Mapping[str, np.ndarray],
+    scale: str = "auto",
+    quantile: float | None = ROBUST_QUANTILE,
+) -> ScaleChoice:
+    """The scale to draw ``panels`` (name -> values as drawn, i.e. pooled) with.
+
+    ``"signed"`` and ``"log"`` are kept. ``"auto"`` is ``"log"`` when any panel
+    larger than :data:`SMALL_MATRIX` would look blank on its signed range
+    (:func:`signed_range`): more than :data:`BLANK_SHARE` of its nonzero cells
+    within :data:`FAINT` of 0. Otherwise it is ``"signed"``, which also shows signs.
+
+    Example:
+        >>> bulk = np.full((20, 20), 1e-3); bulk[15:, 15:] = 1.0  # one loud block
+        >>> choice = choose_scale({"H": bulk})
+        >>> choice.scale, choice.washed_out
+        ('log', {'H': 0.9375})
+        >>> choose_scale({"H": bulk}, "signed").scale
+        'signed'
+        >>> choose_scale({"H": bulk[15:, 15:]}).scale  # 5 × 5: read entry by entry
+        'signed'
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale = {scale!r} must be one of {', '.join(SCALES)}")
+    peaks = {
+        name: float(np.nanmax(np.abs(v))) if v.size else 0.0
+        for name, v in panels.items()
+    }
+    largest = max(peaks.values(), default=0.0)
+    blank = {
+        name: signed_range(values, quantile).blank
+        for name, values in panels.items()
+        if peaks[name] > ROUNDOFF_FLOOR * largest and values.shape[0] > SMALL_MATRIX
+    }
+    drawn = scale
+    if scale == "auto":
+        drawn = "log" if any(b > BLANK_SHARE for b in blank.values()) else "signed"
+    return ScaleChoice(drawn, scale, blank)
 
 
 def _number(value: float) -> str:
@@ -173,11 +286,26 @@ def _check_scale(scale: str) -> str:
 
 
 def _hover(name: str, factor: int, how: str) -> str:
-    pooled = f"<br>({POOLING_WORDS[how]} {factor}×{factor} cells)" if factor > 1 else ""
-    return (
-        f"{name}<br>row %{{y}}, column %{{x}}<br>value %{{customdata{NUMBER}}}"
-        f"{pooled}<extra></extra>"
+    # a pooled cell sits at its block's centre (cell_centres)
+    where = (
+        "row %{y}, column %{x}"
+        if factor == 1
+        else "rows ≈ %{y:.0f}, columns ≈ %{x:.0f}"
     )
+    pooled = f"<br>({POOLING_WORDS[how]} {factor}×{factor} cells)" if factor > 1 else ""
+    return f"{name}<br>{where}<br>value %{{customdata{NUMBER}}}{pooled}<extra></extra>"
+
+
+def cell_centres(cells: int, factor: int) -> np.ndarray:
+    """Where the pooled cells sit in parameter indices: at the centre of their
+    f × f block, so cell i spans [i·f − ½, (i + 1)·f − ½] and a layer boundary at
+    index s − ½ falls on a cell edge whenever f divides s.
+
+    Example:
+        >>> cell_centres(3, 1).tolist(), cell_centres(3, 4).tolist()
+        ([0.0, 1.0, 2.0], [1.5, 5.5, 9.5])
+    """
+    return np.arange(cells) * factor + (factor - 1) / 2
 
 
 def _trace(
@@ -199,7 +327,7 @@ def _trace(
     drawn units).
     """
     shown = values / unit
-    index = np.arange(values.shape[0]) * factor
+    index = cell_centres(values.shape[0], factor)
     common = {
         "x": index,
         "y": index,
@@ -222,8 +350,7 @@ def _trace(
             **common,
         )
         return trace, colours
-    magnitude = float(np.nanmax(np.abs(shown))) if shown.size else 0.0
-    low = floor if floor is not None else (magnitude or 1.0) * 1e-10
+    low = floor if floor is not None else log_floor(shown)
     trace = go.Heatmap(
         z=np.log10(np.maximum(np.abs(shown), low)),
         colorscale=SEQUENTIAL,
@@ -232,6 +359,26 @@ def _trace(
         **common,
     )
     return trace, None
+
+
+def log_floor(values: np.ndarray, quantile: float = LOG_QUANTILE) -> float:
+    """Where a log₁₀|C| colour scale starts: the ``quantile`` of the |values| above
+    round-off (:data:`ROUNDOFF_FLOOR` · max|values|), or that round-off level when
+    none is above it (1e-10 for an all-zero matrix). Zeros and smaller values are
+    drawn in the floor's colour.
+
+    Example:
+        >>> values = np.r_[np.zeros(50), 1e-17, np.logspace(-3, 0, 100)]
+        >>> round(float(np.log10(log_floor(values))), 2)  # zeros, round-off left out
+        -2.97
+    """
+    magnitudes = np.abs(values[np.isfinite(values)])
+    peak = float(magnitudes.max()) if magnitudes.size else 0.0
+    roundoff = (peak or 1.0) * ROUNDOFF_FLOOR
+    above = magnitudes[magnitudes > roundoff]
+    if not above.size:
+        return roundoff
+    return max(roundoff, float(np.quantile(above, quantile)))
 
 
 def heatmap_trace(
@@ -249,7 +396,7 @@ def heatmap_trace(
 
     ``"signed"``: a diverging scale centred at zero, symmetric ±``limit`` (default:
     the robust range of :func:`signed_range`; entries beyond saturate and the colour
-    bar says so). ``"log"``: log₁₀|M| from ``floor`` (default max|M|·1e-10) up;
+    bar says so). ``"log"``: log₁₀|M| from ``floor`` (default :func:`log_floor`) up;
     hover always shows the value (pooled: see :data:`POOLING`).
     """
     _check_scale(scale)
@@ -272,8 +419,48 @@ def _block_lines(figure: go.Figure, blocks, row=None, col=None) -> None:
     for _, span in blocks or ():
         edge = span.start - 0.5
         if edge > 0:
-            figure.add_vline(x=edge, line={"color": "#444", "width": 1}, **kwargs)
-            figure.add_hline(y=edge, line={"color": "#444", "width": 1}, **kwargs)
+            figure.add_vline(x=edge, line=BLOCK_LINE, **kwargs)
+            figure.add_hline(y=edge, line=BLOCK_LINE, **kwargs)
+
+
+def block_ticks(
+    blocks: Sequence[tuple[str, slice]] | None, size: int
+) -> tuple[list[float], list[str]] | None:
+    """Axis ticks naming the layers: one at the centre of every block of at least
+    :data:`LABEL_SHARE` of the ``size`` parameters, labelled with its name.
+
+    None (parameter indices instead) without blocks, with a single block, or for a
+    matrix of at most :data:`SMALL_MATRIX` parameters (one tick per parameter).
+
+    Example:
+        >>> block_ticks([("0 · Linear", slice(0, 80)), ("2 · Linear", slice(80, 100))],
+        ...             100)
+        ([39.5, 89.5], ['0 · Linear', '2 · Linear'])
+        >>> block_ticks([("ln", slice(0, 1)), ("fc", slice(1, 100))], 100)
+        ([50.0], ['fc'])
+    """
+    if not blocks or len(blocks) < 2 or size <= SMALL_MATRIX:
+        return None
+    values, names = [], []
+    for name, span in blocks:
+        if span.stop - span.start >= LABEL_SHARE * size:
+            values.append((span.start + span.stop - 1) / 2)
+            names.append(name)
+    return values, names
+
+
+def _axis_ticks(blocks, size: int) -> tuple[dict, dict, str]:
+    """(x axis, y axis, axis title) settings: layer names, one tick per parameter
+    for small matrices, or Plotly's own parameter-index ticks.
+    """
+    ticks = block_ticks(blocks, size)
+    if ticks is not None:
+        values, names = ticks
+        layers = {"tickmode": "array", "tickvals": values, "ticktext": names}
+        return {**layers, "tickangle": -30}, layers, "layer (parameter blocks)"
+    if size <= SMALL_MATRIX:
+        return {"dtick": 1}, {"dtick": 1}, "parameter index"
+    return {}, {}, "parameter index"
 
 
 def _clip_note(colours: ColourRange | None, quantile: float | None) -> str:
@@ -292,7 +479,7 @@ def _clip_note(colours: ColourRange | None, quantile: float | None) -> str:
 
 def _faint_note(colours: ColourRange | None) -> str:
     """The hint that most cells look neutral on this scale ("" when few do)."""
-    if colours is None or colours.faint <= 0.5 or colours.peak == 0:
+    if colours is None or colours.blank <= BLANK_SHARE or colours.peak == 0:
         return ""
     return f"{colours.faint:.0%} of cells ≈ 0 on this scale: try the log scale"
 
@@ -317,38 +504,54 @@ def matrix_heatmap(
     Args:
         matrix: The matrix.
         title: Figure title.
-        scale: ``"signed"`` (diverging, zero white) or ``"log"`` (log₁₀|M|).
-        blocks: ``problem.blocks()`` to draw the layer boundaries.
+        scale: ``"signed"`` (diverging, zero white), ``"log"`` (log₁₀|M|) or
+            ``"auto"`` (log where signed would look blank: :func:`choose_scale`).
+        blocks: ``problem.blocks()`` (names as they should read) to draw the
+            layer boundaries and name the layers on the axes.
         max_size: Larger matrices are pooled (noted in the title and the hover).
         quantile: The signed colour range's quantile of |entries| (see
             :func:`signed_range`); None spans ±max|M|.
     """
-    _check_scale(scale)
+    choice = _resolve_scale(matrix, scale, max_size, quantile, title or "the matrix")
+    scale = choice.scale
     values, factor = pool(matrix, max_size, POOLING[scale])
     trace, colours = _trace(values, factor, scale, quantile=quantile, name=title)
     figure = go.Figure(trace)
     _block_lines(figure, blocks)
-    size = values.shape[0]
-    notes = [_clip_note(colours, quantile), _faint_note(colours)]
+    size = int(matrix.shape[0])
+    notes = [choice.note, _clip_note(colours, quantile), _faint_note(colours)]
     if factor > 1:
-        notes.insert(0, f"each cell: {POOLING_WORDS[POOLING[scale]]} its block")
+        notes.insert(1, f"each cell: {POOLING_WORDS[POOLING[scale]]} its block")
     if not np.any(values):
         notes.append("all entries are 0")
     pooled = f" (pooled {factor}×{factor})" if factor > 1 else ""
-    ticks = {"dtick": 1} if size <= 16 else {}
+    x_ticks, y_ticks, axis = _axis_ticks(blocks, size)
     apply_layout(
         figure,
         title=_with_notes((title or "Matrix") + pooled, notes),
-        xaxis={"title": "parameter index (column)", "constrain": "domain", **ticks},
+        xaxis={"title": f"{axis} (column)", "constrain": "domain", **x_ticks},
         yaxis={
-            "title": "parameter index (row)",
+            "title": f"{axis} (row)",
             "autorange": "reversed",
             "scaleanchor": "x",
-            **ticks,
+            **y_ticks,
         },
         height=560,
     )
     return figure
+
+
+def _resolve_scale(
+    matrix: Tensor, scale: str, max_size: int, quantile: float | None, name: str
+) -> ScaleChoice:
+    """:func:`choose_scale` for one matrix, judged on the cells a signed figure
+    draws (its pooled largest-|value| entries).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale = {scale!r} must be one of {', '.join(SCALES)}")
+    if scale != "auto":
+        return ScaleChoice(scale, scale, {})
+    return choose_scale({name: pool(matrix, max_size, "absmax")[0]}, scale, quantile)
 
 
 def matrices_figure(
@@ -371,11 +574,24 @@ def matrices_figure(
     others out): its robust range on the signed scale (:func:`signed_range`), its
     max|C| on the log scale. A panel's title says where its colours saturate; the
     hover always shows the exact value.
+
+    ``scale="auto"`` draws every panel on one kind of scale, log₁₀|C| when any
+    panel would look blank on the signed one (:func:`choose_scale`), so that the
+    panels stay comparable; the title says which scale was drawn and why.
+    ``blocks`` (``problem.blocks()``, names as they should read) draws the layer
+    boundaries in every panel and names the layers on the axes (row names on the
+    first column only: every panel has the same layers).
     """
-    _check_scale(scale)
+    if scale not in SCALES:
+        raise ValueError(f"scale = {scale!r} must be one of {', '.join(SCALES)}")
     if not matrices:
         raise ValueError("pass at least one matrix")
     names = list(matrices)
+    choice = ScaleChoice(scale, scale, {})
+    if scale == "auto":  # judged on the cells a signed figure would draw
+        signed = {name: pool(m, max_size, "absmax")[0] for name, m in matrices.items()}
+        choice = choose_scale(signed, scale, quantile)
+    scale = choice.scale
     how = POOLING[scale]
     pooled = {name: pool(m, max_size, how) for name, m in matrices.items()}
     peaks = {n: float(np.abs(to_numpy(m)).max()) for n, m in matrices.items()}
@@ -386,6 +602,10 @@ def matrices_figure(
         else {}
     )
     shared_bound = max((r.bound for r in ranges.values()), default=1.0)
+    # one floor for every log panel (one colour bar): the lowest panel's, so that
+    # no panel has more than LOG_QUANTILE of its cells at the floor
+    log_units = {n: 1.0 if shared_scale else (peaks[n] or 1.0) for n in names}
+    shared_floor = min(log_floor(pooled[n][0] / log_units[n]) for n in names)
     cols = max(1, min(columns, len(names)))
     rows = math.ceil(len(names) / cols)
     drawn: dict[str, tuple[go.Heatmap, ColourRange | None]] = {}
@@ -396,9 +616,9 @@ def matrices_figure(
             limit = shared_bound if shared_scale else 1.0
             floor = None
         else:
-            unit = 1.0 if shared_scale else (peaks[name] or 1.0)
+            unit = log_units[name]
             limit = None
-            floor = (magnitude if shared_scale else 1.0) * 1e-10
+            floor = shared_floor
         drawn[name] = _trace(
             values,
             factor,
@@ -418,6 +638,7 @@ def matrices_figure(
         vertical_spacing=0.12,
     )
     size = int(next(iter(matrices.values())).shape[0])
+    x_ticks, y_ticks, axis = _axis_ticks(blocks, size)
     clipped = any(c is not None and c.clipped for _, c in drawn.values())
     for index, name in enumerate(names):
         row, col = divmod(index, cols)
@@ -432,30 +653,36 @@ def matrices_figure(
             trace.colorbar = _signed_colorbar("value", colours.bound, clipped)
         figure.add_trace(trace, row=row + 1, col=col + 1)
         figure.update_yaxes(autorange="reversed", row=row + 1, col=col + 1)
-        if size <= 16:  # small matrices: one tick per parameter
-            figure.update_xaxes(dtick=1, row=row + 1, col=col + 1)
-            figure.update_yaxes(dtick=1, row=row + 1, col=col + 1)
+        figure.update_xaxes(**x_ticks, row=row + 1, col=col + 1)
+        # every panel has the same layers: their names once, left of the first column
+        row_names = col == 0 or "tickvals" not in y_ticks
+        figure.update_yaxes(
+            **y_ticks, showticklabels=row_names, row=row + 1, col=col + 1
+        )
         _block_lines(figure, blocks, row=row + 1, col=col + 1)
     for index in range(len(names), rows * cols):  # the grid's unused cells
         row, col = divmod(index, cols)
         figure.update_xaxes(visible=False, row=row + 1, col=col + 1)
         figure.update_yaxes(visible=False, row=row + 1, col=col + 1)
-    figure.update_xaxes(title_text="parameter index", row=rows, col=1)
-    figure.update_yaxes(title_text="parameter index", row=1, col=1)
+    figure.update_xaxes(title_text=axis, row=rows, col=1)
+    figure.update_yaxes(title_text=axis, row=1, col=1)
     factor = next(iter(pooled.values()))[1]
-    note = f"each cell: {POOLING_WORDS[how]} a {factor}×{factor} block" * (factor > 1)
+    notes = [
+        choice.note,
+        f"each cell: {POOLING_WORDS[how]} a {factor}×{factor} block" * (factor > 1),
+    ]
     faint = [
         name
         for name, (_, colours) in drawn.items()
         if _faint_note(colours) and peaks[name] > ROUNDOFF_FLOOR * magnitude
     ]
     if faint:
-        note += "; " * bool(note) + (
+        notes.append(
             f"most cells of {', '.join(faint)} ≈ 0 on this scale: try the log scale"
         )
     apply_layout(
         figure,
-        title=_with_notes(title or "Curvature matrices", [note]),
+        title=_with_notes(title or "Curvature matrices", notes),
         height=380 * rows + 80,
     )
     return figure

@@ -78,6 +78,7 @@ def run_report(
     if "inputs_2d" in tags or (
         problem.inputs.dim() == 2
         and problem.inputs.shape[1] == 2
+        and problem.inputs.dtype.is_floating_point  # not two token ids
         and problem.loss.classification
     ):
         grids = {

@@ -112,10 +112,38 @@ def _model_targets(loss: lik.LossSpec, outputs: Tensor) -> list[tuple[Tensor, Te
             (mu + sigma * point, weight.expand(n))
             for point, weight in zip(points, mass)
         ]
+    if isinstance(loss, lik.GaussianHeteroscedasticLoss):
+        d = loss.num_targets
+        mu, std = outputs[:, :d], (0.5 * outputs[:, d:]).exp()
+        points, mass = _gauss_hermite(d, outputs)
+        return [
+            (mu + std * point, weight.expand(n)) for point, weight in zip(points, mass)
+        ]
+    if isinstance(loss, lik.PoissonLoss) and c == 1:
+        return _poisson_support(loss.rate(outputs)[:, 0])
     raise ValueError(
         f"no expectation rule for the likelihood {type(loss).__name__}; known: "
-        "Gaussian, Gaussian with tanh mean, Gaussian mean-scale, Bernoulli, categorical"
+        "Gaussian, Gaussian with tanh mean, Gaussian mean-scale, heteroscedastic "
+        "Gaussian, Bernoulli, categorical, Poisson with one output"
     )
+
+
+def _poisson_support(rate: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Counts 0..K with their Poisson probabilities (N,), K far in the tail.
+
+    K = λ_max + 12√λ_max + 30 leaves a tail mass far below float64 round-off; the
+    integrand (y − λ)² λ'²/λ² is a polynomial in y, so the truncated sum is the
+    expectation to rounding.
+    """
+    top = float(rate.max())
+    last = math.ceil(top + 12 * math.sqrt(top) + 30)
+    log_rate = rate.log()
+    support = []
+    for k in range(last + 1):
+        count = torch.full_like(rate, float(k))
+        weight = (k * log_rate - rate - math.lgamma(k + 1)).exp()
+        support.append((count.unsqueeze(1), weight))
+    return support
 
 
 def output_fisher_by_expectation(loss: lik.LossSpec, outputs: Tensor) -> Tensor:

@@ -1,7 +1,8 @@
 """``PRESETS``: every claim of THEORY.md §5 as data (texts, configuration, sizes).
 
-The presets themselves are declared in the three ``catalog_*`` modules (curvature
-matrices, the empirical Fisher, optimizer runs): their texts as Markdown, then one
+The presets themselves are declared in the four ``catalog_*`` modules (curvature
+matrices, the empirical Fisher, optimizer runs, the newer model families: conv nets,
+counts, heteroscedastic outputs): their texts as Markdown, then one
 :meth:`~explorer.presets.base.Catalog.add` each with the study it runs (``measure``
 and ``draw``, from the computation modules) and its configuration, so the tour page,
 the tests and a notebook read the same data. Sizes: ``"small"`` runs each check in a few
@@ -10,7 +11,12 @@ seconds on 2 CPU cores (CI runs all of them), ``"full"`` is the page's default.
 
 from __future__ import annotations
 
-from explorer.presets import catalog_fisher, catalog_matrices, catalog_training
+from explorer.presets import (
+    catalog_fisher,
+    catalog_matrices,
+    catalog_models,
+    catalog_training,
+)
 from explorer.presets.base import Preset
 from explorer.registry import Registry
 
@@ -33,6 +39,7 @@ _ALL = (
     *catalog_matrices.CATALOG,
     *catalog_fisher.CATALOG,
     *catalog_training.CATALOG,
+    *catalog_models.CATALOG,
 )
 for _claim in CLAIMS:
     for _preset in _ALL:

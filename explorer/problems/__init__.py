@@ -1,17 +1,29 @@
 """Problems: data, models and likelihoods; the ``PROBLEMS`` registry."""
 
-from explorer.problems import counts, networks, streaming, toy
+from explorer.problems import (
+    counts,
+    glm,
+    heteroscedastic,
+    mnist1d,
+    networks,
+    sequences,
+    streaming,
+    toy,
+    vision,
+)
 from explorer.problems.base import Batch, LinearLayer, Problem
 from explorer.problems.likelihoods import (
     LIKELIHOODS,
     BernoulliLoss,
     CategoricalLoss,
+    GaussianHeteroscedasticLoss,
     GaussianLoss,
     GaussianMeanScaleLoss,
     GaussianTanhMeanLoss,
     LossSpec,
     PoissonLoss,
 )
+from explorer.problems.modules import problem_from_module
 from explorer.problems.spec import (
     PROBLEMS,
     BuildContext,
@@ -31,6 +43,11 @@ register_problem(counts.POISSON_2D)
 register_problem(networks.MOONS_MLP)
 register_problem(networks.DIGITS_MLP)
 register_problem(networks.DIGITS_AUTOENCODER)
+register_problem(mnist1d.MNIST1D_MLP)
+register_problem(vision.MNIST_CNN)
+register_problem(sequences.TINY_TRANSFORMER)
+register_problem(glm.DOCTOR_VISITS)
+register_problem(heteroscedastic.HETEROSCEDASTIC_1D)
 register_problem(streaming.STREAM_LOGREG)
 
 __all__ = [
@@ -40,6 +57,7 @@ __all__ = [
     "BernoulliLoss",
     "BuildContext",
     "CategoricalLoss",
+    "GaussianHeteroscedasticLoss",
     "GaussianLoss",
     "GaussianMeanScaleLoss",
     "GaussianTanhMeanLoss",
@@ -50,5 +68,6 @@ __all__ = [
     "ProblemSpec",
     "TinyCase",
     "problem",
+    "problem_from_module",
     "register_problem",
 ]

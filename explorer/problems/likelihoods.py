@@ -11,7 +11,8 @@ constant, with the scale stated (THEORY.md §1). Each likelihood gives, per exam
 
 For *matching* likelihoods (the output is the natural parameter) the output Hessian
 equals the output Fisher, hence GGN = Fisher (claim C1). The non-matching ones
-(``gaussian_tanh_mean``, ``gaussian_mean_scale``) are where the two differ.
+(``gaussian_tanh_mean``, ``gaussian_mean_scale``, ``gaussian_heteroscedastic``, Poisson
+with a softplus link) are where the two differ.
 """
 
 from __future__ import annotations
@@ -683,6 +684,157 @@ class PoissonLoss(DiagonalLoss):
         return f"λ − y·log λ with λ = {rate} (log y! dropped)"
 
 
+class GaussianHeteroscedasticLoss(LossSpec):
+    r"""Gaussian with a learned mean and log-variance per target dimension.
+
+    Layout: for D target dimensions the network has C = 2D outputs,
+    ``z = [μ_1 … μ_D, s_1 … s_D]`` (means first, then log-variances s = log σ²);
+    targets are (N, D) and ``num_outputs`` is 2D (``num_targets`` is D). Per example
+
+    .. math:: L = \sum_d \tfrac12 \big(s_d + (y_d - μ_d)^2 e^{-s_d}\big),
+
+    the constant ½ log 2π per target dropped (as for ``gaussian_mean_scale``), mean
+    over examples. With r = y − μ and v = e^{−s}, per dimension d:
+
+    * ∇_z L: ∂L/∂μ_d = −r_d v_d, ∂L/∂s_d = ½(1 − r_d² v_d);
+    * ∇²_z L: the 2 × 2 block on (μ_d, s_d) is [[v, r v], [r v, ½ r² v]], blocks of
+      different d are uncoupled; its determinant is −½ r² v² < 0 whenever y ≠ μ, so
+      the output Hessian is indefinite and the GGN can be too (``convex = False``);
+    * F_R(z) = diag(v_1 … v_D, ½ … ½), independent of y and always positive definite.
+
+    (μ, s) is not the natural parameter (μ/σ², −1/(2σ²)) of the Gaussian, so the
+    GGN, built from the labels' output Hessian, differs from the Fisher: the split
+    between network and loss decides what the GGN is (Martens 2020, section 9).
+
+    PyTorch's ``GaussianNLLLoss`` takes ``(input, target, var)`` with a variance
+    clamped at ``eps``, not the ``(outputs, targets)`` call curvlinops and BackPACK
+    make, so :meth:`torch_loss` is the :class:`LikelihoodLoss` module that evaluates
+    :meth:`value` (as for the other losses without a PyTorch equivalent), with
+    ``loss_scale`` 1.
+
+    >>> loss = GaussianHeteroscedasticLoss(1)
+    >>> float(loss.value(torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0]])))
+    2.0
+    """
+
+    key = "gaussian_heteroscedastic"
+    label = "Gaussian with learned mean and log-variance (heteroscedastic)"
+    matching = False
+    convex = False
+
+    def __init__(self, num_targets: int = 1) -> None:
+        if num_targets < 1:
+            raise ValueError(f"num_targets = {num_targets} must be at least 1")
+        super().__init__(2 * int(num_targets))
+        self.num_targets = int(num_targets)
+
+    def _split(self, outputs: Tensor) -> tuple[Tensor, Tensor]:
+        """(μ, s), each (N, D), from outputs (N, 2D)."""
+        if outputs.shape[-1] != self.num_outputs:
+            raise ValueError(
+                f"outputs have {outputs.shape[-1]} columns; {self.key} with "
+                f"{self.num_targets} target(s) needs {self.num_outputs} = [μ, log σ²]"
+            )
+        return outputs[..., : self.num_targets], outputs[..., self.num_targets :]
+
+    def _residual(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """(r = y − μ, v = e^{−s}), each (N, D)."""
+        mu, s = self._split(outputs)
+        if targets.shape[-1] != self.num_targets:
+            # a (N, 2D) target would broadcast silently against μ when D = 1
+            raise ValueError(
+                f"targets have {targets.shape[-1]} columns; {self.key} needs "
+                f"{self.num_targets}"
+            )
+        return targets - mu, torch.exp(-s)
+
+    def variance(self, outputs: Tensor) -> Tensor:
+        """σ² = e^{s} (N, D)."""
+        return self._split(outputs)[1].exp()
+
+    def per_example(self, outputs, targets):
+        r, v = self._residual(outputs, targets)
+        s = self._split(outputs)[1]
+        return 0.5 * (s + r * r * v).sum(-1)
+
+    def output_grad(self, outputs, targets):
+        r, v = self._residual(outputs, targets)
+        return torch.cat([-r * v, 0.5 * (1 - r * r * v)], -1)
+
+    def _hessian_parts(self, outputs, targets) -> tuple[Tensor, Tensor, Tensor]:
+        """The (μ, μ), (μ, s) and (s, s) entries v, r v, ½ r² v, each (N, D)."""
+        r, v = self._residual(outputs, targets)
+        rv = r * v
+        return v, rv, 0.5 * r * rv
+
+    def output_hessian(self, outputs, targets):
+        h_mm, h_ms, h_ss = self._hessian_parts(outputs, targets)
+        d = self.num_targets
+        # μ_d and s_d sit D apart, so the coupling is the ±D-th off-diagonal
+        return (
+            torch.diag_embed(torch.cat([h_mm, h_ss], -1))
+            + torch.diag_embed(h_ms, offset=d)
+            + torch.diag_embed(h_ms, offset=-d)
+        )
+
+    @staticmethod
+    def _block_product(h_mm, h_ms, h_ss, u, d):
+        u_mu, u_s = u[..., :d], u[..., d:]
+        return torch.cat([h_mm * u_mu + h_ms * u_s, h_ms * u_mu + h_ss * u_s], -1)
+
+    def output_hessian_vp(self, outputs, targets, u):
+        parts = self._hessian_parts(outputs, targets)
+        return self._block_product(*parts, u, self.num_targets)
+
+    def output_hessian_product(self, outputs, targets):
+        parts = self._hessian_parts(outputs, targets)
+        d = self.num_targets
+        return lambda u: self._block_product(*parts, u, d)
+
+    def _fisher_diag(self, outputs: Tensor) -> Tensor:
+        """The diagonal of F_R(z), [e^{−s_1} … e^{−s_D}, ½ … ½] (N, 2D)."""
+        s = self._split(outputs)[1]
+        return torch.cat([torch.exp(-s), torch.full_like(s, 0.5)], -1)
+
+    def output_fisher(self, outputs):
+        return torch.diag_embed(self._fisher_diag(outputs))
+
+    def output_fisher_vp(self, outputs, u):
+        return self._fisher_diag(outputs) * u
+
+    def output_fisher_product(self, outputs):
+        diagonal = self._fisher_diag(outputs)
+        return lambda u: diagonal * u
+
+    def output_fisher_sqrt(self, outputs):
+        return torch.diag_embed(self._fisher_diag(outputs).sqrt())
+
+    def sample(self, outputs, generator):
+        mu, s = self._split(outputs)
+        return mu + torch.exp(0.5 * s) * _randn(mu.shape, mu, generator)
+
+    def kl(self, outputs_p, outputs_q):
+        # KL(N(μp, e^{sp}) ‖ N(μq, e^{sq})) = ½[sq − sp + (e^{sp} + (μp − μq)²)e^{−sq} − 1]
+        mu_p, s_p = self._split(outputs_p)
+        mu_q, s_q = self._split(outputs_q)
+        ratio = (s_p.exp() + (mu_p - mu_q).pow(2)) * torch.exp(-s_q)
+        return 0.5 * (s_q - s_p + ratio - 1).sum(-1)
+
+    def torch_loss(self):
+        return LikelihoodLoss(self)
+
+    def mean(self, outputs):
+        return self._split(outputs)[0]
+
+    def describe(self):
+        d = self.num_targets
+        layout = "z = (μ, s)" if d == 1 else f"z = [μ_1…μ_{d}, s_1…s_{d}]"
+        return (
+            f"Σ_d ½(s_d + (y_d − μ_d)²·e^(−s_d)) with {layout}, s = log σ² "
+            "(constant ½log 2π dropped)"
+        )
+
+
 LIKELIHOODS: dict[str, type[LossSpec]] = {
     cls.key: cls
     for cls in (
@@ -692,5 +844,6 @@ LIKELIHOODS: dict[str, type[LossSpec]] = {
         GaussianTanhMeanLoss,
         GaussianMeanScaleLoss,
         PoissonLoss,
+        GaussianHeteroscedasticLoss,
     )
 }

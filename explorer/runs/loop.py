@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from explorer.curvature.linearization import FORWARD_AD_LOCK
 from explorer.curvature.solvers import (
     IndefiniteCurvatureError,
     NonFiniteCurvatureError,
@@ -263,7 +264,10 @@ def warm_up_torch_func() -> None:
     x = torch.ones(2, dtype=torch.float64)
     _, pullback = torch.func.vjp(torch.tanh, x)
     torch.func.vmap(pullback)(torch.eye(2, dtype=torch.float64))
-    torch.func.jvp(torch.tanh, (x,), (x,))  # registers the jvp decompositions
+    # Forward-AD levels are process-wide: a warm-up on one worker thread must not
+    # interleave with another thread's jvp (or warm-up).
+    with FORWARD_AD_LOCK:
+        torch.func.jvp(torch.tanh, (x,), (x,))  # registers the jvp decompositions
 
 
 def _step_row(delta: Tensor, info: dict[str, float]) -> dict[str, float]:

@@ -20,6 +20,19 @@ PSD_REMEDY = (
 )
 
 
+#: The remedy when the GGN itself is indefinite: its loss is not convex in z.
+GGN_REMEDY = (
+    "use the Fisher ('fisher', rule 'natural_gradient'): the GGN is PSD only when "
+    "the loss is convex in the network outputs, and this one is not (e.g. a learned "
+    "variance), while the Fisher is PSD for every likelihood"
+)
+
+
+def psd_remedy(key: str) -> str:
+    """What PSD curvature to use instead of the indefinite curvature ``key``."""
+    return GGN_REMEDY if "ggn" in key else PSD_REMEDY
+
+
 def diverged_message(step: int, what: str, options: Mapping[str, Any]) -> str:
     """``diverged at step k: <what>. Remedy: …`` for a rule with ``options``."""
     if "damping" in options:
@@ -77,7 +90,7 @@ def indefinite_message(
             "set negative_curvature='truncate' with solver='cg' (truncated Newton: "
             "keep the CG iterate reached before the negative curvature)"
         )
-    remedies.append(PSD_REMEDY)
+    remedies.append(psd_remedy(error.key))
     listed = "; ".join(remedies[:-1]) + f"; or {remedies[-1]}"
     parts.append(f"Remedy: {listed}.")
     return " ".join(parts)

@@ -7,6 +7,7 @@ problem, rule or curvature appears here without changes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
@@ -15,7 +16,7 @@ import torch
 import explorer as ex
 from explorer.curvature.registry import CURVATURES
 from explorer.optimizers.rules import RULES
-from explorer.problems.spec import PROBLEMS
+from explorer.problems.spec import PROBLEM_GROUPS, PROBLEMS, ProblemSpec
 from explorer.runs import Experiment, RuleChoice
 from explorer.ui import state
 from explorer.ui.theory import theory_link
@@ -38,14 +39,45 @@ PRIMARY = (
 )
 
 
+def problem_group(spec: ProblemSpec) -> str:
+    """Where the selector lists a problem: its declared group, except that a
+    problem a plugin registered (``source`` other than ``"builtin"``) is listed
+    under ``"yours"`` whatever group it declares, so a person finds their own.
+    """
+    return spec.group if spec.source == "builtin" else "yours"
+
+
+def grouped_problems(problems: Mapping[str, ProblemSpec] = PROBLEMS) -> list[str]:
+    """Problem keys in the order of :data:`PROBLEM_GROUPS`, registration order
+    within a group (a stable sort).
+    """
+    return sorted(
+        problems, key=lambda k: PROBLEM_GROUPS.index(problem_group(problems[k]))
+    )
+
+
+def problem_choice(key: str) -> str:
+    """A problem as the selector shows it: ``"group · label"``.
+
+    One selectbox with the group in each entry, rather than a group control and
+    a second selectbox: switching to a problem of another group stays one
+    choice (no intermediate problem starts a comparison), typing a group's name
+    filters the list to it, and the session-state key and URL keep holding the
+    problem key alone.
+    """
+    spec = PROBLEMS[key]
+    return f"{problem_group(spec)} · {spec.label}"
+
+
 def problem_controls(container: Any = st) -> tuple[str, dict[str, Any]]:
-    """Problem selector and its options; returns (key, option values)."""
+    """Problem selector (grouped) and its options; returns (key, option values)."""
     key = container.selectbox(
         "Problem",
-        list(PROBLEMS),
+        grouped_problems(),
         key=state.PROBLEM,
-        format_func=lambda k: PROBLEMS[k].label,
-        help="Data, model and likelihood. Every loss is an exact negative "
+        format_func=problem_choice,
+        help="Grouped as " + " · ".join(PROBLEM_GROUPS) + " (yours: problems from "
+        "plugins). Data, model and likelihood; every loss is an exact negative "
         f"log-likelihood with its scale stated: {theory_link('likelihoods')}.",
     )
     container.caption(PROBLEMS[key].description)

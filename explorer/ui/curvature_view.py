@@ -10,14 +10,18 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+import torch
 
 import explorer as ex
+from explorer.curvature.base import CurvatureOperator
+from explorer.curvature.coverage import COVERAGE_WORDS, describe_coverage, uncovered
 from explorer.plots import (
     difference_figure,
     matrices_figure,
     quality_bars_figure,
     spectrum_figure,
 )
+from explorer.plots.matrices import SCALES
 from explorer.server import views
 from explorer.server.views import CurvatureAnalysis
 from explorer.ui import pageurl, state
@@ -27,9 +31,29 @@ from explorer.ui.views import Point, damping_input
 
 #: Curvatures shown on a first visit (those the problem supports).
 DEFAULT_CURVATURES = ("fisher", "ggn", "hessian", "ef", "kfac")
-SCALES = ("signed", "log")
+#: The heatmap scale control (``auto``, the default: log₁₀|C| where the signed
+#: colours would leave a panel blank, see ``explorer.plots.matrices.choose_scale``).
+SCALE_WORDS = {"auto": "auto", "signed": "signed", "log": "log₁₀|C|"}
 GENERALIZED = "view.generalized"  # asked for generalized spectra without dense C
-TABS = ("Matrices", "Differences", "Spectra", "Generalized spectra", "Quality")
+TABS = (
+    "Matrices",
+    "Differences",
+    "Spectra",
+    "Generalized spectra",
+    "Quality",
+    "Coverage",
+)
+#: A coverage kind as a table cell (never the bare word "none": the uncovered
+#: parameters must stand out, and a cell reading "none" looks like missing data).
+COVERAGE_CELLS = {
+    "full": "full",
+    "block": "layer block",
+    "kronecker": "Kronecker block",
+    "diagonal": "diagonal",
+    "none": "✗ not covered",
+}
+#: Failures of a curvature while its coverage is read (a plugin that raises).
+COVERAGE_ERRORS = (ValueError, ArithmeticError, RuntimeError)
 
 
 def applicable(problem: ex.Problem) -> list[str]:
@@ -172,9 +196,114 @@ def sidebar_controls(keys: list[str]) -> tuple[str, float, str]:
         list(SCALES),
         horizontal=True,
         key="view.scale",
-        help="Signed values on a diverging scale, or log₁₀|C|.",
+        format_func=SCALE_WORDS.get,
+        help="Signed values on a diverging scale, or log₁₀|C|. Auto draws log₁₀|C| "
+        "when on the signed scale more than half of some matrix's nonzero cells "
+        "would look like 0 (a network's bulk far below its largest block), signed "
+        "otherwise; the figure's title says which it drew.",
     )
     return reference, damping, scale
+
+
+def layer_blocks(problem: ex.Problem) -> tuple[tuple[str, slice], ...]:
+    """``problem.blocks()`` (one per module) named as the heatmaps' axes show them:
+    the module's path and class (``"0 · Linear"``, ``"ln_f · LayerNorm"``); a
+    bare parameter keeps its name.
+    """
+    modules = dict(problem.model.named_modules()) if problem.model is not None else {}
+    named = []
+    for name, span in problem.blocks():
+        module = modules.get(name) if name else None
+        label = f"{name} · {type(module).__name__}" if module is not None else name
+        named.append((label, span))
+    return tuple(named)
+
+
+def coverage_of(problem: ex.Problem, key: str) -> dict[str, str]:
+    """Per named parameter, how curvature ``key`` keeps it on ``problem``
+    (:meth:`~explorer.curvature.base.CurvatureOperator.coverage`).
+
+    Coverage is structure, not values. Where the declared tags decide it (a
+    diagonal matrix keeps every diagonal; an unstructured one keeps everything,
+    the rule of ``CurvatureOperator.coverage`` for classes that keep it), it is
+    read from them; otherwise the operator is built on one example at θ₀ and
+    asked, since only its blocks or Kronecker factors say which parameters they
+    hold (K-FAC: milliseconds).
+    """
+    spec = ex.CURVATURES[key]
+    tags = spec.tags(problem)
+    if spec.build.coverage is CurvatureOperator.coverage:
+        if tags.diagonal:
+            return dict.fromkeys(problem.param_names, "diagonal")
+        if not (tags.kronecker or tags.block_diagonal):
+            return dict.fromkeys(problem.param_names, "full")
+    one = problem.batch(torch.arange(1, device=problem.inputs.device))
+    return ex.curvature(key, problem, problem.theta0, batch=one).coverage()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _cached_coverage(
+    problem_key: str, key: str, _problem: ex.Problem
+) -> dict[str, str] | str:
+    """:func:`coverage_of`, once per problem configuration and curvature; the
+    error text where building the curvature failed.
+    """
+    try:
+        return coverage_of(_problem, key)
+    except COVERAGE_ERRORS as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def coverages(point: Point, keys: tuple[str, ...]) -> dict[str, dict[str, str] | str]:
+    """The coverage of each of ``keys`` on the point's problem (cached)."""
+    problem_key = repr(point.config)
+    return {key: _cached_coverage(problem_key, key, point.problem) for key in keys}
+
+
+def coverage_rows(
+    problem: ex.Problem, covered: dict[str, dict[str, str] | str]
+) -> list[dict[str, Any]]:
+    """The coverage table: one row per named parameter (the class of the module
+    that owns it, its shape), one column per curvature holding its coverage kind
+    (:data:`COVERAGE_CELLS`: short enough that five curvatures fit side by side; the
+    caption spells each out in ``COVERAGE_WORDS``).
+    """
+    modules = dict(problem.model.named_modules()) if problem.model is not None else {}
+    rows = []
+    for name, shape in zip(problem.param_names, problem.param_shapes, strict=True):
+        owner = modules.get(name.rpartition(".")[0])  # "": the model owns it
+        row = {
+            "parameter": name,
+            "module": type(owner).__name__ if owner is not None else "—",
+            "shape": " × ".join(map(str, shape)) or "scalar",
+        }
+        for key, coverage in covered.items():
+            row[_label(key)] = (
+                "unknown (failed)"
+                if isinstance(coverage, str)
+                else COVERAGE_CELLS[coverage[name]]
+            )
+        rows.append(row)
+    return rows
+
+
+def coverage_warnings(covered: dict[str, dict[str, str] | str]) -> list[str]:
+    """One warning per curvature that leaves parameters uncovered (or failed)."""
+    notes = []
+    for key, coverage in covered.items():
+        if isinstance(coverage, str):
+            notes.append(f"**{_label(key)}**: its coverage is unknown ({coverage}).")
+            continue
+        missing = uncovered(coverage)
+        if missing:
+            notes.append(
+                f"**{_label(key)} leaves {len(missing)} of {len(coverage)} parameter "
+                f"tensors uncovered**: {describe_coverage(coverage)}. Their rows and "
+                "columns are zero: its heatmap is 0 there, its spectrum has one zero "
+                "eigenvalue per uncovered entry, and a damped step (C + λI)⁻¹g moves "
+                "them by g/λ. See the Coverage tab."
+            )
+    return notes
 
 
 def curvature_picker(keys: list[str]) -> tuple[str, ...]:
@@ -193,9 +322,15 @@ def curvature_picker(keys: list[str]) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def show(analysis: CurvatureAnalysis, point: Point, reference: str, scale: str) -> None:
-    """The five tabs of an analysis."""
-    blocks = point.problem.blocks()
+def show(
+    analysis: CurvatureAnalysis,
+    point: Point,
+    reference: str,
+    scale: str,
+    covered: dict[str, dict[str, str] | str] | None = None,
+) -> None:
+    """The tabs of an analysis (:data:`TABS`); ``covered`` from :func:`coverages`."""
+    blocks = layer_blocks(point.problem)
     tabs = st.tabs(list(TABS))
     with tabs[0]:
         if not analysis.dense:
@@ -259,3 +394,36 @@ def show(analysis: CurvatureAnalysis, point: Point, reference: str, scale: str) 
             rows = pd.DataFrame(quality_rows(analysis.qualities))
             st.dataframe(rows, hide_index=True)
             plot(quality_bars_figure(analysis.qualities), "quality")
+    with tabs[5]:
+        show_coverage(point.problem, covered or {})
+
+
+def show_coverage(
+    problem: ex.Problem, covered: dict[str, dict[str, str] | str]
+) -> None:
+    """The coverage map: per curvature a sentence, per parameter its kind."""
+    if not covered:
+        st.info("Choose a curvature to see which parameters it keeps.")
+        return
+    lines = []
+    for key, coverage in covered.items():
+        if isinstance(coverage, str):
+            lines.append(f"- **{_label(key)}**: unknown ({coverage})")
+        elif len(set(coverage.values())) == 1:
+            (kind,) = set(coverage.values())
+            lines.append(
+                f"- **{_label(key)}**, every parameter tensor: {COVERAGE_WORDS[kind]}"
+            )
+        else:
+            lines.append(f"- **{_label(key)}** {describe_coverage(coverage)}")
+    st.markdown("\n".join(lines))
+    st.dataframe(pd.DataFrame(coverage_rows(problem, covered)), hide_index=True)
+    st.caption(
+        "From most to least kept: "
+        + "; ".join(
+            f"**{COVERAGE_CELLS[kind]}**: {words}"
+            for kind, words in COVERAGE_WORDS.items()
+        )
+        + ". Declared by each curvature's structure (its tags, blocks and Kronecker "
+        "factors), not measured from its values."
+    )

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import explorer as ex
+from explorer.ui.compare import problem_choice
 from tests.browser import harness
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -213,7 +214,8 @@ def test_a_problem_switch_shows_the_new_problems_results_not_the_old(new_page):
     before = loss_curves(read(page))
     problem = harness.keyed(page, "cmp.problem")
     problem.click()
-    page.get_by_role("option", name=ex.PROBLEMS["logreg_2d"].label).click()
+    # the selector lists "group · label" (explorer.ui.compare.problem_choice)
+    page.get_by_role("option", name=problem_choice("logreg_2d"), exact=True).click()
     page.wait_for_url(re.compile(r"problem=logreg_2d"))
     page.wait_for_selector(harness.TABLE)
     settle(page)

@@ -71,15 +71,23 @@ def _assert_structure(problem, operator, dense, tags):
             (s.start, s.stop) for _, s in problem.blocks()
         ]
     if tags.kronecker:
-        factors = operator.kronecker_factors()
-        assert len(factors) == len(operator.block_spans)
-        for block, span in zip(factors, operator.block_spans, strict=True):
-            assert sorted(block.indices.tolist()) == list(range(span.start, span.stop))
+        # each factor is one block; a block without factors (parameters K-FAC
+        # does not cover) is zero
+        spans = {(s.start, s.stop): s for s in operator.block_spans}
+        factored = set()
+        for block in operator.kronecker_factors():
             index = block.indices
+            key = (int(index.min()), int(index.max()) + 1)
+            assert key in spans and key not in factored
+            assert sorted(index.tolist()) == list(range(*key))
+            factored.add(key)
             expected = torch.kron(block.left, block.right)
             assert relative_error(dense[index[:, None], index[None, :]], expected) < (
                 1e-12
             )
+        for key, span in spans.items():
+            if key not in factored:
+                assert torch.count_nonzero(dense[span, span]) == 0
 
 
 def _check(problem, theta, operator, tags):
@@ -191,7 +199,7 @@ def test_incompatibility_is_the_one_answer_for_layers():
         assert (ex.CURVATURES[key].incompatibility(rosenbrock) is not None) is needy
     moons = ex.problem("moons_mlp", num_samples=20, hidden=(3,))
     assert ex.CURVATURES["kfac"].incompatibility(moons) is None
-    assert ex.CURVATURES["kfac"].needs[0].name == "mlp"
+    assert ex.CURVATURES["kfac"].needs[0].name == "kfac_layers"
 
 
 def test_kfac_solve_uses_factored_damping_and_exact_mode_inverts_exactly():

@@ -24,6 +24,7 @@ from torch import nn
 from torch.func import jacrev, vmap
 
 import explorer as ex
+from explorer.curvature.mlp import mlp_layers
 from explorer.problems.base import Batch, Problem
 from tests.cases import CASES, by_name, ids
 from tests.references import (
@@ -213,6 +214,12 @@ def test_dense_matches_reference(case, key):
     reason = unsupported(key, problem)
     if reason is not None:
         pytest.skip(reason)
+    if key == "kfac" and mlp_layers(problem) is None:
+        pytest.skip(
+            "kfac_ref is the MLP brute force; K-FAC on conv and attention layers is "
+            "checked against torch.func factors and curvlinops in "
+            "tests/curvature/test_kfac_modules.py and test_kfac_curvlinops.py"
+        )
     operator = ex.curvature(key, problem, theta, batch=batch, generator=_generator())
     expected = reference_for(key)(problem, theta, batch, _generator())
     assert relative_error(operator.dense(), expected) < TOLERANCE

@@ -29,6 +29,13 @@ EXPECTED = {
     ("newton", "moons_mlp"): ("indefinite", "H of a tanh network is indefinite"),
     ("newton", "digits_mlp"): ("indefinite", "H of a tanh network is indefinite"),
     ("newton", "digits_autoencoder"): ("indefinite", "H is indefinite"),
+    ("newton", "mnist1d_mlp"): ("indefinite", "H of a ReLU network is indefinite"),
+    ("newton", "mnist_cnn"): ("indefinite", "H of a tanh CNN is indefinite"),
+    ("newton", "tiny_transformer"): ("indefinite", "H of attention is indefinite"),
+    # the (μ, log σ²) Gaussian is not convex in the outputs: G is indefinite too
+    ("newton", "heteroscedastic_1d"): ("indefinite", "H is indefinite"),
+    ("gauss_newton", "heteroscedastic_1d"): ("indefinite", "G is indefinite"),
+    ("precondition", "heteroscedastic_1d"): ("indefinite", "G is indefinite"),
 }
 
 #: Pairs that run but are not expected to lower the loss, with the reason.

@@ -8,6 +8,7 @@ import torch
 from explorer.problems.likelihoods import (
     BernoulliLoss,
     CategoricalLoss,
+    GaussianHeteroscedasticLoss,
     GaussianLoss,
     GaussianMeanScaleLoss,
     GaussianTanhMeanLoss,
@@ -26,6 +27,8 @@ def _outputs_targets(loss, n=7):
         if loss.parameterization == "sigma":
             outputs[:, 1] = outputs[:, 1].abs() + 0.5
         targets = torch.randn(n, 1, generator=GEN, dtype=torch.float64)
+    elif isinstance(loss, GaussianHeteroscedasticLoss):  # (N, D) targets, C = 2D
+        targets = torch.randn(n, loss.num_targets, generator=GEN, dtype=torch.float64)
     elif isinstance(loss, CategoricalLoss):
         targets = torch.randint(0, c, (n,), generator=GEN)
     elif isinstance(loss, BernoulliLoss):
@@ -48,6 +51,8 @@ LOSSES = [
     PoissonLoss(1, link="log"),
     PoissonLoss(3, link="log"),
     PoissonLoss(2, link="softplus"),
+    GaussianHeteroscedasticLoss(1),
+    GaussianHeteroscedasticLoss(3),
 ]
 
 

@@ -9,13 +9,13 @@ hand-written :class:`~explorer.curvature.mlp.MLPForward`; any other differentiab
 
 from __future__ import annotations
 
-import threading
 from typing import Protocol
 
 import torch
 from torch import Tensor
 from torch.func import jacfwd, jacrev, jvp, vjp, vmap
 
+from explorer.autodiff import FORWARD_AD_LOCK
 from explorer.curvature.graph_linearization import GraphLinearization
 from explorer.curvature.mlp import MLPForward, mlp_layers
 from explorer.problems.base import Problem
@@ -25,12 +25,6 @@ JACOBIAN_LIMIT_BYTES = 512 * 2**20
 #: Per-example Jacobians are taken for this many bytes of examples at a time (the
 #: reverse passes under ``vmap`` hold about that much in intermediates).
 JACOBIAN_CHUNK_BYTES = 64 * 2**20
-
-#: Held around every forward-mode (jvp, jacfwd) product. PyTorch's forward-AD
-#: levels are one process-wide stack, not per thread: two threads inside a jvp at
-#: once (the app's in-process workers running two non-MLP runs) pop each other's
-#: level and fail with "Trying to access a forward AD level with an invalid index".
-FORWARD_AD_LOCK = threading.RLock()
 
 
 class Linearization(Protocol):

@@ -182,13 +182,17 @@ class Problem:
         The parameters a module owns directly (a linear layer's weight and bias, a
         convolution's kernel and bias, a LayerNorm's gain and shift) form one
         block, named after the module; every parameter lies in exactly one block.
-        A parameter without a module prefix (a bare tensor) is its own block.
+        The root module's own parameters (a bare ``nn.Linear``) form a block named
+        after its class; a problem without a model has one block per tensor.
         """
         out: list[tuple[str, slice]] = []
         offset = 0
+        root = type(self.model).__name__ if self.model is not None else None
         for name, shape in zip(self.param_names, self.param_shapes, strict=True):
             size = math.prod(shape)
-            owner = name.rpartition(".")[0] or name
+            # a module's own parameters (a bare nn.Linear's weight and bias) are one
+            # block named after it; without a model, each tensor is its own block
+            owner = name.rpartition(".")[0] or root or name
             if out and out[-1][0] == owner and out[-1][1].stop == offset:
                 out[-1] = (owner, slice(out[-1][1].start, offset + size))
             else:

@@ -130,12 +130,6 @@ def build_doctor_visits(options: dict[str, Any], context: BuildContext) -> Probl
     with torch.no_grad():  # θ₀ = 0: rate λ(0) for everyone, as IRLS starts
         model[0].weight.zero_()
         model[0].bias.zero_()
-    test_fields = {}
-    if len(test):
-        test_fields = {
-            "test_inputs": context.tensor(x[test]),
-            "test_targets": context.tensor(y[test]),
-        }
     return problem_from_model(
         model,
         context.dtype,
@@ -143,12 +137,10 @@ def build_doctor_visits(options: dict[str, Any], context: BuildContext) -> Probl
         key="doctor_visits",
         label=f"Doctor visits (RAND HIE), Poisson GLM, {options['link']} link",
         loss=PoissonLoss(1, link=options["link"]),
-        inputs=context.tensor(x[train]),
-        targets=context.tensor(y[train]),
+        **context.data_fields(x, y, train, test),
         options=options,
         description=DOCTOR_VISITS.description,
         coordinate_names=(*RANDHIE_COLUMNS[1:], "intercept"),
-        **test_fields,
     )
 
 

@@ -53,12 +53,6 @@ def build_heteroscedastic_1d(options: dict[str, Any], context: BuildContext) -> 
     hidden = options["hidden"]
     model = mlp((1, hidden, 2), "tanh").double()
     init_uniform(model, context.generator)
-    test_fields = {}
-    if len(test):
-        test_fields = {
-            "test_inputs": context.tensor(x[test]),
-            "test_targets": context.tensor(y[test]),
-        }
     return problem_from_model(
         model,
         context.dtype,
@@ -66,11 +60,9 @@ def build_heteroscedastic_1d(options: dict[str, Any], context: BuildContext) -> 
         key="heteroscedastic_1d",
         label=f"Heteroscedastic 1-D regression, MLP 1-{hidden}-2 (μ, log σ²)",
         loss=GaussianHeteroscedasticLoss(1),
-        inputs=context.tensor(x[train]),
-        targets=context.tensor(y[train]),
+        **context.data_fields(x, y, train, test),
         options=options,
         description=HETEROSCEDASTIC_1D.description,
-        **test_fields,
     )
 
 

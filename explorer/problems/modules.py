@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
+from explorer.autodiff import FORWARD_AD_LOCK
 from explorer.problems.base import Problem, problem_from_model
 from explorer.problems.likelihoods import LIKELIHOODS, LossSpec
 
@@ -234,7 +235,8 @@ def _check_functional(problem: Problem) -> None:
         return problem.predict_fn(t, probe)
 
     try:
-        torch.func.jvp(forward, (theta,), (tangent,))
+        with FORWARD_AD_LOCK:  # forward-AD levels are process-wide
+            torch.func.jvp(forward, (theta,), (tangent,))
         outputs, pullback = torch.func.vjp(forward, theta)
         torch.func.vmap(pullback)(torch.ones(2, *outputs.shape, dtype=outputs.dtype))
     except Exception as error:

@@ -59,20 +59,12 @@ def _network_problem(
 ) -> Problem:
     model = mlp(sizes, options["activation"]).double()
     init_uniform(model, context.generator)
-    test_fields = {}
-    if len(test):
-        test_fields = {
-            "test_inputs": context.tensor(inputs[test]),
-            "test_targets": targets[test].to(context.device),
-        }
     return problem_from_model(
         model,
         context.dtype,
         context.device,
-        inputs=context.tensor(inputs[train]),
-        targets=targets[train].to(context.device),
         options=options,
-        **test_fields,
+        **context.data_fields(inputs, targets, train, test),
         **fields,
     )
 

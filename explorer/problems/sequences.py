@@ -208,12 +208,6 @@ def build_tiny_transformer(options: dict[str, Any], context: BuildContext) -> Pr
     ).double()
     init_transformer(model, context.generator)
     # Token ids stay int64: only the device changes, never the dtype.
-    test_fields: dict[str, Tensor] = {}
-    if len(test):
-        test_fields = {
-            "test_inputs": ids[test].to(context.device),
-            "test_targets": labels[test].to(context.device),
-        }
     layers = options["num_layers"]
     return problem_from_model(
         model,
@@ -225,11 +219,9 @@ def build_tiny_transformer(options: dict[str, Any], context: BuildContext) -> Pr
             f"d = {options['d_model']}"
         ),
         loss=CategoricalLoss(p),
-        inputs=ids[train].to(context.device),
-        targets=labels[train].to(context.device),
+        **context.data_fields(ids, labels, train, test),
         options=options,
         description=TINY_TRANSFORMER.description,
-        **test_fields,
     )
 
 

@@ -41,6 +41,31 @@ class BuildContext:
         """``data`` as a tensor of this dtype on this device."""
         return torch.as_tensor(data).to(device=self.device, dtype=self.dtype)
 
+    def data_fields(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        train: torch.Tensor,
+        test: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The ``Problem`` fields of a train/test split of ``(inputs, targets)``.
+
+        Floating tensors take this dtype; integer ones (class labels, token ids)
+        keep theirs; all move to this device. The test fields are left out when
+        ``test`` is empty.
+        """
+
+        def place(tensor: torch.Tensor) -> torch.Tensor:
+            if tensor.is_floating_point():
+                return tensor.to(device=self.device, dtype=self.dtype)
+            return tensor.to(self.device)
+
+        fields = {"inputs": place(inputs[train]), "targets": place(targets[train])}
+        if len(test):
+            fields["test_inputs"] = place(inputs[test])
+            fields["test_targets"] = place(targets[test])
+        return fields
+
 
 Builder = Callable[[dict[str, Any], BuildContext], Problem]
 

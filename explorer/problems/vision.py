@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from explorer.options import Option
 from explorer.problems.base import Problem, problem_from_model
@@ -177,12 +177,6 @@ def build_mnist_cnn(options: dict[str, Any], context: BuildContext) -> Problem:
     mean, std = images[train].mean(), images[train].std()
     images = (images - mean) / std
     targets = torch.as_tensor(np.array(labels))
-    test_fields: dict[str, Tensor] = {}
-    if len(test):
-        test_fields = {
-            "test_inputs": context.tensor(images[test]),
-            "test_targets": targets[test].to(context.device),
-        }
     return problem_from_model(
         model,
         context.dtype,
@@ -190,11 +184,9 @@ def build_mnist_cnn(options: dict[str, Any], context: BuildContext) -> Problem:
         key="mnist_cnn",
         label=f"MNIST {side}×{side}, {_sizes_text(options)}",
         loss=CategoricalLoss(10),
-        inputs=context.tensor(images[train]),
-        targets=targets[train].to(context.device),
+        **context.data_fields(images, targets, train, test),
         options=options,
         description=MNIST_CNN.description,
-        **test_fields,
     )
 
 

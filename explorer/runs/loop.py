@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from explorer.curvature.linearization import FORWARD_AD_LOCK
+from explorer.autodiff import FORWARD_AD_LOCK
 from explorer.curvature.solvers import (
     IndefiniteCurvatureError,
     NonFiniteCurvatureError,

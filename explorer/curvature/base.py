@@ -522,17 +522,38 @@ class CurvatureOperator(LinearOperator):
         block-diagonal one those inside its blocks; anything else keeps every
         parameter in full. A parameter outside every block is ``none``.
         """
+        declared = type(self).declared_coverage(self.problem, self.options)
+        if declared is not None:
+            return declared
         tags, problem = self._tags, self.problem
-        if tags.diagonal:
-            return dict.fromkeys(problem.param_names, "diagonal")
         if tags.kronecker:
             kept = torch.zeros(self.size, dtype=torch.bool)
             for block in self.kronecker_factors():
                 kept[block.indices.cpu()] = True
             return coverage_from_mask(problem, kept, "kronecker")
-        if tags.block_diagonal:
-            return coverage_from_spans(problem, self.block_spans or (), "block")
-        return dict.fromkeys(problem.param_names, "full")
+        return coverage_from_spans(problem, self.block_spans or (), "block")
+
+    @classmethod
+    def declared_coverage(
+        cls, problem: Problem, options: dict[str, Any] | None = None
+    ) -> dict[str, str] | None:
+        """The coverage the declared tags decide without building the operator, or
+        None where only an instance knows (its Kronecker factors, or blocks other
+        than one per module).
+
+        Diagonal: every parameter ``diagonal``; neither block-diagonal nor
+        Kronecker: ``full``; block-diagonal with the default one block per module
+        (``problem.blocks()`` holds every parameter): ``block``.
+        """
+        tags = cls.tags_for(problem, options)
+        if tags.diagonal:
+            return dict.fromkeys(problem.param_names, "diagonal")
+        if not tags.block_diagonal:
+            return dict.fromkeys(problem.param_names, "full")
+        if tags.kronecker or cls.block_spans is not CurvatureOperator.block_spans:
+            return None
+        spans = [span for _, span in problem.blocks()]
+        return coverage_from_spans(problem, spans, "block")
 
     # ----------------------------------------------------------------- sizes
     @property

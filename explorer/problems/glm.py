@@ -39,7 +39,6 @@ misspecification that sandwich standard errors correct for.
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from explorer.problems.base import Problem, problem_from_model
 from explorer.problems.likelihoods import PoissonLoss
 from explorer.problems.models import mlp
 from explorer.problems.networks import split, test_fraction_option
-from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase
+from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase, packaged_file
 
 #: The columns of randhie.csv: the count first, then the regressors.
 RANDHIE_COLUMNS = (
@@ -71,19 +70,13 @@ _STATSMODELS_FILE = ("datasets", "randhie", "randhie.csv")
 
 
 def randhie_path() -> Path:
-    """randhie.csv inside the installed statsmodels package (not imported).
-
-    Raises:
-        ValueError: statsmodels is not installed (it is in requirements.txt).
-    """
-    spec = importlib.util.find_spec("statsmodels")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            "problem 'doctor_visits' reads the RAND HIE data shipped with "
-            "statsmodels, which is not installed; pip install -r requirements.txt"
-        )
-    root = Path(next(iter(spec.submodule_search_locations)))
-    return root.joinpath(*_STATSMODELS_FILE)
+    """randhie.csv inside the installed statsmodels package (not imported)."""
+    return packaged_file(
+        "statsmodels",
+        *_STATSMODELS_FILE,
+        problem="doctor_visits",
+        what="the RAND HIE data",
+    )
 
 
 @functools.lru_cache(maxsize=1)

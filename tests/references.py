@@ -174,6 +174,50 @@ REFERENCES = {
 }
 
 
+def tensor_spans(problem):
+    out, offset = [], 0
+    for shape in problem.param_shapes:
+        size = 1
+        for d in shape:
+            size *= d
+        rows = shape[0] if len(shape) else 1
+        out.append((slice(offset, offset + size), rows, size // rows))
+        offset += size
+    return out
+
+
+def per_example_gradients(problem, theta, batch, mode):
+    """Rows g_nk (N·K, P) by autograd, independently of the operator's path:
+    J_nᵀ r_nk with r the columns of an eigen square root of the brute-force output
+    Fisher ("exact"), or the per-example loss gradients ("empirical")."""
+    if mode == "empirical":
+        rows = []
+        for n in range(batch.size):
+            one = Batch(batch.inputs[n : n + 1], batch.targets[n : n + 1])
+            rows.append(grad(lambda t, b=one: problem.objective(t, b))(theta))
+        return torch.stack(rows)
+    jac = jacobian_ref(problem, theta, batch)  # (N, C, P)
+    outputs = problem.predict(theta, batch.inputs)
+    fisher = output_fisher_ref(problem, outputs)  # (N, C, C)
+    values, vectors = torch.linalg.eigh(fisher)
+    roots = vectors * values.clamp(min=0).sqrt().unsqueeze(-2)  # F = R Rᵀ
+    return torch.einsum("ncp,nck->nkp", jac, roots).reshape(-1, problem.num_params)
+
+
+def shampoo_ref(problem: Problem, theta, batch=None, mode="exact"):
+    """The dense C: per tensor kron(L, R)/tr L from explicit outer products."""
+    batch = full(problem, batch)
+    grads = per_example_gradients(problem, theta, batch, mode)
+    n = batch.size
+    dense = torch.zeros(problem.num_params, problem.num_params, dtype=theta.dtype)
+    for span, m, k in tensor_spans(problem):
+        mats = grads[:, span].reshape(-1, m, k)
+        left = sum(g @ g.T for g in mats) / n
+        right = sum(g.T @ g for g in mats) / n
+        dense[span, span] = torch.kron(left, right) / left.trace()
+    return dense
+
+
 def relative_error(actual, expected) -> float:
     actual, expected = actual.detach(), expected.detach()  # e.g. p.model's weights
     scale = expected.norm().clamp_min(1e-300)

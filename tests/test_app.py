@@ -124,6 +124,7 @@ def test_indefinite_hessian_gets_a_warning_with_the_remedy():
                 "p.theta0": "0.01,0.01",
                 "r0.damping": "0",
                 "r0.damping_adaptation": "fixed",
+                "r0.on_indefinite": "stop",
             },
         )
     )

@@ -79,6 +79,20 @@ def test_a_registered_plugin_is_an_optimizer_and_is_checked_on_the_page(register
     _run_battery(at, registered)
     assert [s.value for s in at.success] == ["Every declared property holds."]
     assert len(at.get("download_button")) == 2
+    # the headline: the curvature and, once measured, the reference it behaves like
+    (headline,) = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert f"(`{registered}`)" in headline
+    result = at.session_state["check_result"]["report"].result(registered)
+    if result.nearest_reference is not None:
+        assert result.nearest_reference.sentence()[1:] in headline
+    badges = [m.value for m in at.markdown if "-badge[" in m.value]
+    assert badges and ":green-badge[scale: pass]" in badges[0]
+    frames = [e.value for e in at.dataframe]
+    quality = [f for f in frames if "κ((C+λI)⁻¹(R+λI))" in f.columns]
+    if any(p.metrics for p in result.problems[0].points):
+        # C = F + 0.01 I against F: preconditioned κ ≥ 1, well below κ(F + λI)
+        kappa = quality[0]["κ((C+λI)⁻¹(R+λI))"].dropna()
+        assert len(kappa) and (kappa >= 1 - 1e-9).all()
     figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
     spectra = [f for f in figures if "eigenvalues of C" in f["layout"]["title"]["text"]]
     (spectrum,) = spectra

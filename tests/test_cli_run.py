@@ -88,7 +88,8 @@ def test_compare_runs_every_rule_with_per_rule_options(capsys, tmp_path):
     code, stdout, stderr = call(
         capsys, "compare", "--problem", "tiny_tanh", "--rules",
         "sgd,natural_gradient,newton", "--rule-option", "sgd.lr=0.3",
-        "--rule-option", "newton.damping=0.001", "--steps", "4", "--seed", "1",
+        "--rule-option", "newton.damping=0.001",
+        "--rule-option", "newton.on_indefinite=stop", "--steps", "4", "--seed", "1",
         "--device", "cpu", "--out", str(out),
     )  # fmt: skip
     assert code == 0

@@ -19,7 +19,7 @@ from explorer.runs.history import (
 FRAME_COLUMNS = [
     "step", "loss", "test_loss", "accuracy", "test_accuracy", "averaged_loss",
     "grad_norm", "update_norm", "damping", "rho", "alpha", "wall_time",
-    "grad_evals", "curvature_products", "examples", "excess_loss",
+    "grad_evals", "curvature_products", "examples", "excess_loss", "indefinite",
 ]  # fmt: skip
 
 

@@ -41,7 +41,9 @@ def test_a_loss_that_rises_modestly_is_not_called_diverged():
 
 def test_an_indefinite_hessian_under_lm_names_lms_lambda_its_floor_and_truncation():
     history = ex.run(ex.RunConfig("moons_mlp", rule="newton",
-                                  rule_options={"damping": 1.0}, steps=50, **CPU))  # fmt: skip
+                                  rule_options={"damping": 1.0,
+                                                "on_indefinite": "stop"},
+                                  steps=50, **CPU))  # fmt: skip
     assert history.status == "indefinite"
     message = history.message
     lowered = re.search(r"lowered λ from 1 to ([0-9.e+-]+)", message)
@@ -62,6 +64,7 @@ def test_an_indefinite_hessian_under_lm_names_lms_lambda_its_floor_and_truncatio
     # following the remedy works: a floor above the needed λ runs to the end
     fixed = ex.run(ex.RunConfig("moons_mlp", rule="newton", steps=50, **CPU,
                                 rule_options={"damping": 1.0,
+                                              "on_indefinite": "stop",
                                               "min_damping": 1.5 * needed}))  # fmt: skip
     assert fixed.status == "ok", fixed.message
 
@@ -69,6 +72,7 @@ def test_an_indefinite_hessian_under_lm_names_lms_lambda_its_floor_and_truncatio
 def test_fixed_damping_remedy_names_the_damping_only():
     history = ex.run(ex.RunConfig("tiny_tanh", rule="newton", steps=5, **CPU,
                                   rule_options={"damping": 0.1,
+                                                "on_indefinite": "stop",
                                                 "damping_adaptation": "fixed"}))  # fmt: skip
     assert history.status == "indefinite"
     assert "raise the damping above" in history.message

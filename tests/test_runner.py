@@ -185,7 +185,10 @@ def test_divergence_and_indefiniteness_stop_one_run_while_others_finish():
         "tiny_tanh",
         [
             {"rule": "sgd", "rule_options": {"lr": 500.0}, "label": "sgd, lr 500"},
-            {"rule": "newton", "rule_options": {"damping": 1e-3}},
+            {
+                "rule": "newton",
+                "rule_options": {"damping": 1e-3, "on_indefinite": "stop"},
+            },
             "gauss_newton",
         ],
         problem_options={"theta0": (0.05, 0.05)},

@@ -7,7 +7,14 @@ reference R (:mod:`explorer.check.point`), beside built-in baselines (K-FAC and 
 reference's diagonal) for context; at θ₀ the cost of C's products and solves is
 measured against a gradient; then C drives ``precondition`` in a race against
 ``natural_gradient``, ``gauss_newton``, ``kfac`` and ``sgd`` (:mod:`explorer.check.race`).
-The verdicts (:mod:`explorer.check.verdicts`) judge only declared properties.
+The verdicts (:mod:`explorer.check.verdicts`) judge only declared properties, plus
+coverage (always) and, for sampled estimators, unbiasedness.
+
+Shared per point, across every checked curvature: R, and the nearest-reference
+candidates (dense matrices, or Rademacher probes and their products when P >
+``dense_max_params``), built once. Per curvature and problem: the staleness of C(θ₀)
+along the run (dense points) and C in float32 at θ₀ against float64. A sampled
+curvature costs k = ``sampled_draws`` builds per dense point; nothing else does.
 
 Example:
     >>> from explorer.check import CheckSettings, run_battery
@@ -23,7 +30,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from explorer.check.point import ReferencePoint, measure_point, reference_point
+from explorer.check.nearest import aggregate
+from explorer.check.point import (
+    ReferencePoint,
+    candidate_matrices,
+    candidate_probes,
+    describe_error,
+    is_inverse,
+    measure,
+    measure_point,
+    precision,
+    reference_point,
+)
 from explorer.check.race import problem_config, race_entry
 from explorer.check.results import (
     CheckReport,
@@ -108,6 +126,8 @@ class _ProblemRun:
         self.thetas, self.steps = self._points(history, entry)
         self._references: dict[str, list[ReferencePoint]] = {}
         self._baselines: dict[str, dict[str, tuple[PointResult, ...]]] = {}
+        self._candidates: dict[int, Any] = {}
+        self._problem32: Any = None
 
     def _points(self, history: History | None, entry: RaceEntry):
         theta0 = self.problem.theta0.detach().double().cpu()
@@ -135,18 +155,39 @@ class _ProblemRun:
                 zip(self.thetas, self.steps, strict=True)
             ):
                 self.tick(f"{self.choice.key}: reference {key} at step {step}")
-                points.append(
-                    reference_point(
-                        key,
-                        self.problem,
-                        theta,
-                        step,
-                        self.settings,
-                        timing=index == 0,
-                    )
+                point = reference_point(
+                    key, self.problem, theta, step, self.settings, timing=index == 0
                 )
+                self._attach_candidates(index, point)
+                points.append(point)
             self._references[key] = points
         return self._references[key]
+
+    def _attach_candidates(self, index: int, point: ReferencePoint) -> None:
+        """The nearest-reference candidates at point ``index``: built once, shared
+        by every reference key and checked curvature (R itself reused).
+        """
+        if index not in self._candidates:
+            if point.dense:
+                known = {point.key: point.matrix}
+                self._candidates[index] = candidate_matrices(
+                    self.problem, point.theta, self.settings, known
+                )
+            else:
+                self._candidates[index] = candidate_probes(
+                    self.problem, point.theta, self.settings
+                )
+        if point.dense:
+            point.candidates = self._candidates[index]
+        else:
+            point.probed = self._candidates[index]
+
+    def problem32(self) -> Any:
+        """The problem in float32 (same data and seed), for the precision check."""
+        if self._problem32 is None:
+            config = problem_config(self.choice, self.settings)
+            self._problem32 = config.replace(dtype="float32").build()
+        return self._problem32
 
     def baselines(self, reference: str, exclude: str) -> dict[str, tuple]:
         """Built-in approximations of ``reference`` at every point."""
@@ -197,10 +238,10 @@ class _ProblemRun:
             return ProblemResult(**base, points=(), notes=(f"skipped: {reason}",))
         refs = self.references(reference)
         baselines = self.baselines(reference, exclude=key)
-        points, cost = [], None
+        points, cost, matrices = [], None, []
         for index, ref in enumerate(refs):
             self.tick(f"{self.choice.key}: {key} at step {ref.step}")
-            point, measured = measure_point(
+            point, measured, matrix = measure(
                 key,
                 ref,
                 settings,
@@ -209,7 +250,11 @@ class _ProblemRun:
                 timing=index == 0,
             )
             points.append(point)
+            matrices.append(matrix)
             cost = cost or measured
+        notes = list(self.notes)
+        staleness = _staleness(refs, matrices)
+        measured_precision = self._precision(key, options, refs[0], points[0], notes)
         race, histories = self._race(key, options)
         return ProblemResult(
             **base,
@@ -219,8 +264,22 @@ class _ProblemRun:
             reference_cost=refs[0].cost,
             race=race,
             histories=histories,
-            notes=tuple(self.notes),
+            notes=tuple(notes),
+            staleness=staleness,
+            precision=measured_precision,
         )
+
+    def _precision(self, key, options, ref, point, notes):
+        if not self.settings.precision or not point.ok:
+            return None
+        nearest = point.nearest.key if point.nearest else None
+        try:
+            return precision(
+                key, self.problem32(), ref, self.settings, options, nearest
+            )
+        except Exception as error:  # float32 is informative: a failure is a note
+            notes.append(f"float32 precision check failed: {describe_error(error)}")
+            return None
 
     def _race(self, key: str, options: Mapping[str, Any]):
         if not self.settings.race:
@@ -241,6 +300,24 @@ class _ProblemRun:
         entries = [mine, *(self.race[r] for r in self.settings.race_rules)]
         histories = {e.label: h for e, h in entries if h is not None}
         return tuple(e for e, _ in entries), histories
+
+
+def _staleness(refs: list[ReferencePoint], matrices: list) -> tuple:
+    """(step, ‖C(θ₀) − R(θ_s)‖/‖R(θ_s)‖, ‖C(θ_s) − R(θ_s)‖/‖R(θ_s)‖) per later
+    dense point.
+    """
+    out = []
+    first = matrices[0] if matrices else None
+    for ref, matrix in zip(refs[1:], matrices[1:], strict=True):
+        if first is None or matrix is None or ref.matrix is None:
+            continue
+        norm = float(ref.matrix.norm())
+        if not norm > 0:
+            continue
+        stale = float((first - ref.matrix).norm()) / norm
+        fresh = float((matrix - ref.matrix).norm()) / norm
+        out.append((ref.step, stale, fresh))
+    return tuple(out)
 
 
 def _units(keys: list[str], settings: CheckSettings) -> int:
@@ -296,6 +373,12 @@ def run_battery(
         reference, role = reference_of(key, settings)
         problems = per_key[key]
         points = [p for result in problems for p in result.points]
+        tags = spec.tags(None, dict(settings.curvature_options))
+        coverage = {
+            result.problem: result.points[0].coverage
+            for result in problems
+            if result.points and result.points[0].coverage is not None
+        }
         results.append(
             CurvatureResult(
                 key=key,
@@ -306,9 +389,12 @@ def run_battery(
                 declared_reference=spec.reference,
                 reference=reference,
                 reference_role=role,
-                verdicts=verdicts(points, spec, reference, role, settings),
+                verdicts=verdicts(points, spec, reference, role, settings, tags),
                 problems=tuple(problems),
                 seconds=seconds[key],
+                nearest_reference=aggregate([p.nearest for p in points if p.ok]),
+                declared_coverage=coverage,
+                inverse=is_inverse(spec),
             )
         )
     tick.finish("done")

@@ -17,6 +17,18 @@ Matrix-free (larger P): asymmetry from probe pairs, using
 eigenvalues by Lanczos; traces by Hutchinson; quality estimated from probes; no
 generalized spectrum.
 
+Beside these, at every point: the nearest reference (:mod:`explorer.check.nearest`;
+dense, or estimated from the same Rademacher probes for every candidate when
+matrix-free), and on dense points the parameters C leaves uncovered (zero rows and
+columns where R has none) and :func:`~explorer.check.metrics.preconditioner_metrics`.
+
+A sampled curvature (tags ``sampled``) is measured as the mean of
+``settings.sampled_draws`` independent draws on dense points
+(:mod:`explorer.check.sampling`); matrix-free points measure one draw. A
+preconditioner plugin (registered with ``inverse=True``: it builds P ≈ C⁻¹) is
+measured as C = P⁻¹ (dense inverse; conjugate gradients on P when matrix-free), and
+the eigenvalues of P·R are reported.
+
 Whatever the plugin does (raises, returns the wrong shape, NaN), the result is a
 :class:`~explorer.check.results.PointResult` whose ``error`` names the problem.
 """
@@ -34,11 +46,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from explorer.check.nearest import (
+    NEAREST_KEYS,
+    ProbeProducts,
+    fit,
+    nearest_dense,
+    nearest_probed,
+)
 from explorer.check.results import CostResult, PointResult
+from explorer.check.sampling import DrawStatistics, draw_generators, draw_statistics
 from explorer.check.settings import CheckSettings
-from explorer.curvature.algebra import DenseOperator
-from explorer.curvature.registry import CURVATURES
-from explorer.curvature.solvers import IndefiniteCurvatureError
+from explorer.curvature.algebra import DenseOperator, MatvecOperator
+from explorer.curvature.coverage import parameter_spans
+from explorer.curvature.registry import CURVATURES, CurvatureSpec
+from explorer.curvature.solvers import IndefiniteCurvatureError, conjugate_gradient
+from explorer.curvature.tags import Tags
 from explorer.spectra.dense import symmetric_eigh
 from explorer.spectra.extreme import eigenpairs
 from explorer.spectra.generalized import generalized_spectrum
@@ -175,6 +197,9 @@ class ReferencePoint:
         eigenvalues: R's eigenvalues (all when dense, the top ones otherwise).
         cost: R's cost (at θ₀ only).
         error: Why R could not be built.
+        candidates: Dense matrices of the nearest-reference candidates (shared by
+            every curvature checked at this point).
+        probed: Probes and candidates' products (matrix-free points).
     """
 
     key: str
@@ -187,6 +212,8 @@ class ReferencePoint:
     eigenvalues: Tensor | None = None
     cost: CostResult | None = None
     error: str | None = None
+    candidates: dict[str, Tensor] | None = None
+    probed: ProbeProducts | None = None
 
     @property
     def dense(self) -> bool:
@@ -234,6 +261,122 @@ def _top_eigenvalues(operator: Any, settings: CheckSettings) -> Tensor:
     return pairs.eigenvalues
 
 
+def is_inverse(spec: CurvatureSpec) -> bool:
+    """Registered as a preconditioner P ≈ C⁻¹ (``register_curvature(inverse=True)``)."""
+    return bool(getattr(spec.build, "inverse", False))
+
+
+def candidate_keys(settings: CheckSettings) -> tuple[str, ...]:
+    """The registered nearest-reference candidates."""
+    keys = NEAREST_KEYS if settings.nearest_keys is None else settings.nearest_keys
+    return tuple(k for k in keys if k in CURVATURES)
+
+
+def _candidate(key: str, problem: Any, theta: Tensor, settings: CheckSettings):
+    if CURVATURES[key].incompatibility(problem):
+        return None
+    generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+    return CURVATURES[key].build(problem, theta, generator=generator)
+
+
+def candidate_matrices(
+    problem: Any,
+    theta: Tensor,
+    settings: CheckSettings,
+    known: dict[str, Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Dense matrices of every candidate the problem can build (``known`` reused;
+    a candidate that raises is left out).
+    """
+    out = {}
+    for key in candidate_keys(settings):
+        if known and key in known:
+            out[key] = known[key]
+            continue
+        try:
+            operator = _candidate(key, problem, theta, settings)
+            if operator is not None:
+                out[key] = _check_matrix(operator.dense(), problem.num_params)
+        except Exception:  # an incompatible candidate is no finding about C
+            continue
+    return out
+
+
+def candidate_probes(
+    problem: Any, theta: Tensor, settings: CheckSettings
+) -> ProbeProducts:
+    """Rademacher probes Z (P, m) and R Z of every buildable candidate."""
+    generator = torch.Generator(device="cpu").manual_seed(settings.seed + 2)
+    probes = torch.stack(
+        [
+            random_vector(problem.num_params, theta, generator, "rademacher")
+            for _ in range(NUM_PROBES * 2)
+        ],
+        dim=1,
+    )
+    products = {}
+    for key in candidate_keys(settings):
+        try:
+            operator = _candidate(key, problem, theta, settings)
+            if operator is not None:
+                products[key] = torch.stack(
+                    [operator.matvec(z) for z in probes.T], dim=1
+                )
+        except Exception:  # an incompatible candidate is no finding about C
+            continue
+    return ProbeProducts(probes, products)
+
+
+def _inverted(key: str, built: Built, dense: bool) -> Built:
+    """C = P⁻¹ of a preconditioner P (dense inverse, or CG on P)."""
+    op = built.operator
+    tags = _plain_tags(op.tags)
+    if dense:
+        inverse = torch.linalg.inv(built.matrix)
+        if not torch.isfinite(inverse).all():
+            raise ValueError("the preconditioner P is singular: P⁻¹ has NaN or inf")
+        return Built(
+            DenseOperator(inverse, key=key, symmetrize=False, tags=tags),
+            inverse,
+            built.cost,
+        )
+
+    def solve(v: Tensor) -> Tensor:
+        return conjugate_gradient(
+            op.matvec, v, stop_at_negative_curvature=False
+        ).solution
+
+    return Built(
+        MatvecOperator(solve, op.size, op.dtype, op.device, key=key), None, built.cost
+    )
+
+
+def _plain_tags(tags: Tags) -> Tags:
+    """The tags of a dense stand-in (a mean of draws, P⁻¹): no structure to exploit."""
+    return Tags(psd=tags.psd, symmetric=tags.symmetric, sampled=tags.sampled)
+
+
+def _mean_of_draws(
+    key: str,
+    built: Built,
+    reference: ReferencePoint,
+    settings: CheckSettings,
+    options: Mapping[str, Any],
+) -> tuple[Built, DrawStatistics]:
+    """The mean of ``settings.sampled_draws`` draws (draw 0 is ``built``)."""
+    problem, size = reference.problem, reference.problem.num_params
+    draws = [built.matrix]
+    for generator in draw_generators(settings.seed, settings.sampled_draws)[1:]:
+        op = CURVATURES[key].build(
+            problem, reference.theta, generator=generator, **options
+        )
+        draws.append(_check_matrix(op.dense(), size))
+    stats = draw_statistics(draws, reference.matrix)
+    tags = _plain_tags(built.operator.tags)
+    mean = DenseOperator(stats.mean, key=key, symmetrize=False, tags=tags)
+    return Built(mean, stats.mean, built.cost), stats
+
+
 def measure_point(
     key: str,
     reference: ReferencePoint,
@@ -257,9 +400,31 @@ def measure_point(
         The :class:`PointResult` (with ``error`` set when the curvature failed) and
         the cost (None unless ``timing`` and it built).
     """
+    point, cost, _ = measure(
+        key, reference, settings, options, keep_matrix=keep_matrix, timing=timing
+    )
+    return point, cost
+
+
+def measure(
+    key: str,
+    reference: ReferencePoint,
+    settings: CheckSettings,
+    options: Mapping[str, Any] | None = None,
+    *,
+    keep_matrix: bool = False,
+    timing: bool = False,
+) -> tuple[PointResult, CostResult | None, Tensor | None]:
+    """:func:`measure_point`, also returning the dense C that was judged (the
+    k-draw mean, P⁻¹) or None.
+    """
     problem, theta = reference.problem, reference.theta
+    options = dict(options or {})
     where = {"curvature": key, "problem": problem.key, "step": reference.step}
     dense = reference.problem.num_params <= settings.dense_max_params
+    spec = CURVATURES[key]
+    extra: dict[str, Any] = {}
+    notes: list[str] = []
     try:
         built = build_and_time(
             key,
@@ -267,27 +432,140 @@ def measure_point(
             theta,
             reference.grad,
             settings,
-            dict(options or {}),
+            options,
             dense=dense,
             timing=timing,
         )
+        preconditioner = built.matrix
+        extra["coverage"] = _declared_coverage(built.operator, notes)
+        kronecker = _kronecker(built.operator)
+        if is_inverse(spec):
+            built = _inverted(key, built, dense)
+            kronecker = None
+        if built.operator.tags.sampled and settings.sampled_draws > 1:
+            if dense:
+                built, stats = _mean_of_draws(key, built, reference, settings, options)
+                extra.update(
+                    draws=stats.draws,
+                    draw_error=stats.draw_error,
+                    mean_error=stats.mean_error,
+                    draw_variance=stats.variance,
+                )
+                kronecker = None
+            else:
+                notes.append(
+                    "matrix-free: one draw of the sampled curvature is measured"
+                )
     except Exception as error:  # the plugin's failure is the finding, not a crash
-        return PointResult(**where, error=describe_error(error)), None
-    notes: list[str] = []
+        return PointResult(**where, error=describe_error(error)), None, None
     if reference.error:
         notes.append(f"reference {reference.key!r} failed: {reference.error}")
     try:
-        fields = (
-            _dense_fields(built, reference, settings, notes)
-            if dense
-            else _probe_fields(built, reference, settings, notes)
-        )
+        if dense:
+            fields = _dense_fields(built, reference, settings, notes)
+            fields.update(
+                _dense_extras(key, built, reference, settings, notes, kronecker)
+            )
+            if preconditioner is not None and is_inverse(spec):
+                fields["preconditioned_eigenvalues"] = _preconditioned(
+                    preconditioner, reference
+                )
+        else:
+            fields = _probe_fields(built, reference, settings, notes)
+            if reference.probed is not None:
+                fields["nearest"] = nearest_probed(
+                    built.operator.matvec, reference.probed, key, settings.scale_tol
+                )
+                notes.append(
+                    "nearest reference estimated from "
+                    f"{reference.probed.probes.shape[1]} Rademacher probes"
+                )
     except Exception as error:  # e.g. a matvec that fails only on some vectors
-        return PointResult(**where, error=describe_error(error)), built.cost
+        return PointResult(**where, error=describe_error(error)), built.cost, None
     if keep_matrix and dense:
         fields["matrix"] = built.matrix
         fields["reference_matrix"] = reference.matrix
-    return PointResult(**where, notes=tuple(notes), **fields), built.cost
+    result = PointResult(**where, notes=tuple(notes), **extra, **fields)
+    return result, built.cost, built.matrix
+
+
+def _declared_coverage(operator: Any, notes: list[str]) -> dict[str, str] | None:
+    try:
+        return dict(operator.coverage())
+    except Exception as error:  # a plain LinearOperator has no problem to name
+        notes.append(f"declared coverage unavailable: {describe_error(error)}")
+        return None
+
+
+def _kronecker(operator: Any):
+    if not operator.tags.kronecker:
+        return None
+    try:
+        return operator.kronecker_factors()
+    except Exception:  # the metrics then skip the Kronecker efficiency
+        return None
+
+
+def _preconditioned(preconditioner: Tensor, reference: ReferencePoint):
+    """Eigenvalues of P·R, ascending (real parts: P, R symmetric PSD make them
+    real, similar to P^½ R P^½).
+    """
+    if reference.matrix is None:
+        return None
+    values = torch.linalg.eigvals(preconditioner @ reference.matrix).real
+    return values.sort().values
+
+
+def uncovered_parameters(
+    problem: Any, matrix: Tensor, reference: Tensor, tol: float
+) -> tuple[str, ...]:
+    """Parameter tensors whose rows and columns are all zero in C (below ``tol``
+    · ‖C‖_F) while R's are not (above ``tol`` · ‖R‖_F).
+    """
+    c_norm = float(torch.linalg.matrix_norm(matrix))
+    r_norm = float(torch.linalg.matrix_norm(reference))
+    out = []
+    for name, span in parameter_spans(problem).items():
+        c_part = float(matrix[span].norm()) + float(matrix[:, span].norm())
+        r_part = float(reference[span].norm()) + float(reference[:, span].norm())
+        if c_part <= tol * c_norm and r_part > tol * r_norm:
+            out.append(name)
+    return tuple(out)
+
+
+def _dense_extras(
+    key: str,
+    built: Built,
+    reference: ReferencePoint,
+    settings: CheckSettings,
+    notes: list[str],
+    kronecker: Any,
+) -> dict[str, Any]:
+    """Nearest reference, uncovered parameters and preconditioner metrics."""
+    matrix, fields = built.matrix, {}
+    if reference.candidates:
+        fields["nearest"] = nearest_dense(
+            matrix, reference.candidates, key, settings.scale_tol
+        )
+    if reference.matrix is None:
+        return fields
+    problem = reference.problem
+    fields["uncovered"] = uncovered_parameters(
+        problem, matrix, reference.matrix, settings.coverage_tol
+    )
+    try:
+        from explorer.check.metrics import preconditioner_metrics
+
+        fields["metrics"] = preconditioner_metrics(
+            matrix,
+            reference.matrix,
+            settings.damping,
+            problem.blocks(),
+            kronecker_blocks=kronecker,
+        )
+    except Exception as error:  # informative numbers: a failure is a note
+        notes.append(f"preconditioner metrics failed: {describe_error(error)}")
+    return fields
 
 
 def _quality(built: Built, reference: ReferencePoint, settings, method, notes):
@@ -393,3 +671,46 @@ def _probe_fields(
         ).value
         fields["reference_eigenvalues"] = reference.eigenvalues
     return fields
+
+
+def precision(
+    key: str,
+    problem32: Any,
+    reference: ReferencePoint,
+    settings: CheckSettings,
+    options: Mapping[str, Any],
+    nearest_key: str | None,
+) -> dict[str, float] | None:
+    """C built in float32 against float64 at ``reference``'s θ (dense only).
+
+    ``relative_difference`` = ‖C₃₂ − C₆₄‖_F / ‖C₆₄‖_F; ``residual_float32`` and
+    ``residual_float64``: the residual of each against the float64 matrix of the
+    nearest reference. A sampled curvature compares one draw with the same seed (in
+    float32 a sampled target may differ from float64's, which shows here too).
+    """
+    if reference.problem.num_params > settings.dense_max_params:
+        return None
+    spec = CURVATURES[key]
+
+    def build(problem: Any, dtype: torch.dtype) -> Tensor:
+        generator = torch.Generator(device="cpu").manual_seed(settings.seed)
+        theta = reference.theta.to(dtype=dtype)
+        matrix = spec.build(problem, theta, generator=generator, **options).dense()
+        matrix = _check_matrix(matrix, problem.num_params)
+        if is_inverse(spec):
+            matrix = torch.linalg.inv(matrix)
+        return matrix.to(torch.float64)
+
+    c64 = build(reference.problem, torch.float64)
+    c32 = build(problem32, torch.float32)
+    norm = float(torch.linalg.matrix_norm(c64))
+    out = {
+        "relative_difference": (
+            float(torch.linalg.matrix_norm(c32 - c64)) / norm if norm else 0.0
+        )
+    }
+    if nearest_key and reference.candidates and nearest_key in reference.candidates:
+        target = reference.candidates[nearest_key]
+        out["residual_float64"] = fit(c64, target)[1]
+        out["residual_float32"] = fit(c32, target)[1]
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
+from explorer.check.nearest import NearestReference
 from explorer.check.settings import CheckSettings
 from explorer.spectra.quality import ApproximationQuality
 
@@ -60,6 +61,18 @@ class PointResult:
         generalized: All eigenvalues of (C + λI)⁻¹(R + λI) (dense only).
         matrix: C itself at the last point (dense only), for the heatmaps.
         reference_matrix: R at the last point.
+        nearest: The reference C behaves like (scale and residual), or None.
+        metrics: :func:`~explorer.check.metrics.preconditioner_metrics` of C
+            against R (dense points; empty otherwise).
+        preconditioned_eigenvalues: For a preconditioner plugin (P ≈ C⁻¹, judged
+            as C = P⁻¹): the eigenvalues of P·R, ascending (dense only).
+        uncovered: Parameter tensors whose rows and columns are zero in C but not
+            in R (dense only).
+        coverage: The operator's declared ``op.coverage()`` (None when unknown).
+        draws: k, the draws averaged for a sampled curvature (1 otherwise).
+        draw_error: e(1) of :mod:`explorer.check.sampling` (NaN for one draw).
+        mean_error: e(k).
+        draw_variance: The relative one-draw variance v.
     """
 
     curvature: str
@@ -81,6 +94,15 @@ class PointResult:
     generalized: Tensor | None = field(default=None, repr=False)
     matrix: Tensor | None = field(default=None, repr=False)
     reference_matrix: Tensor | None = field(default=None, repr=False)
+    nearest: NearestReference | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    preconditioned_eigenvalues: Tensor | None = field(default=None, repr=False)
+    uncovered: tuple[str, ...] = ()
+    coverage: dict[str, str] | None = None
+    draws: int = 1
+    draw_error: float = math.nan
+    mean_error: float = math.nan
+    draw_variance: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -107,7 +129,7 @@ class PointResult:
             return math.inf if self.generalized_min <= 0 else math.nan
         return self.generalized_max / self.generalized_min
 
-    def metrics(self) -> dict[str, Any]:
+    def row(self) -> dict[str, Any]:
         """The numbers of this point (a row of the report's tables)."""
         quality = self.quality
         return {
@@ -129,6 +151,16 @@ class PointResult:
             "generalized_min": self.generalized_min,
             "generalized_max": self.generalized_max,
             "generalized_condition": self.generalized_condition,
+            "nearest": self.nearest.to_dict() if self.nearest else None,
+            "nearest_reference": self.nearest.to_dict() if self.nearest else None,
+            "uncovered": list(self.uncovered),
+            "coverage": self.coverage,
+            "draws": self.draws,
+            "draw_error": self.draw_error,
+            "mean_error": self.mean_error,
+            "draw_variance": self.draw_variance,
+            "metrics": self.metrics,
+            "preconditioned_eigenvalues": self.preconditioned_eigenvalues,
             "notes": list(self.notes),
         }
 
@@ -222,6 +254,13 @@ class ProblemResult:
         race: The race, the checked curvature first.
         histories: ``{label: History}`` of the race (for the figures).
         notes: Caveats (a reference run that stopped early...).
+        staleness: For each dense point after θ₀, ``(step, ‖C(θ₀) − R(θ_s)‖_F /
+            ‖R(θ_s)‖_F, ‖C(θ_s) − R(θ_s)‖_F / ‖R(θ_s)‖_F)``: a curvature never
+            refreshed since θ₀ against a fresh one.
+        precision: C built in float32 at θ₀ against float64:
+            ``relative_difference`` ‖C₃₂ − C₆₄‖_F / ‖C₆₄‖_F and the nearest
+            reference's residual in each (``residual_float32``,
+            ``residual_float64``); None when not measured.
     """
 
     problem: str
@@ -237,6 +276,8 @@ class ProblemResult:
     race: tuple[RaceEntry, ...] = ()
     histories: dict[str, Any] = field(default_factory=dict, repr=False)
     notes: tuple[str, ...] = ()
+    staleness: tuple[tuple[int, float, float], ...] = ()
+    precision: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -245,16 +286,20 @@ class ProblemResult:
             "num_params": self.num_params,
             "num_examples": self.num_examples,
             "reference": self.reference,
-            "points": [p.metrics() for p in self.points],
+            "points": [p.row() for p in self.points],
             "baselines": {
-                key: [p.metrics() for p in points]
-                for key, points in self.baselines.items()
+                key: [p.row() for p in points] for key, points in self.baselines.items()
             },
             "cost": self.cost.to_dict() if self.cost else None,
             "reference_cost": (
                 self.reference_cost.to_dict() if self.reference_cost else None
             ),
             "race": [entry.to_dict() for entry in self.race],
+            "staleness": [
+                {"step": step, "stale_error": stale, "fresh_error": fresh}
+                for step, stale, fresh in self.staleness
+            ],
+            "precision": self.precision,
             "notes": list(self.notes),
         }
 
@@ -264,8 +309,8 @@ class Verdict:
     """Pass, fail or skipped for one property, with the worst measured value.
 
     Attributes:
-        name: ``"well_formed"``, ``"symmetric"``, ``"psd"``, ``"scale"`` or
-            ``"exact"``.
+        name: ``"well_formed"``, ``"symmetric"``, ``"psd"``, ``"scale"``, ``"exact"``,
+            ``"coverage"`` or ``"unbiased"``.
         title: The property in words.
         status: ``"pass"``, ``"fail"`` or ``"skipped"``.
         why: Why it is checked (``"always"``, ``"declared psd=True"``...) or, when
@@ -310,6 +355,10 @@ class CurvatureResult:
         verdicts: One per property.
         problems: One per problem.
         seconds: Time the battery spent on it.
+        nearest_reference: The reference with the smallest mean residual over
+            every point of every problem (median scale, mean residual).
+        declared_coverage: ``{problem key: op.coverage()}`` at θ₀.
+        inverse: Registered as a preconditioner P ≈ C⁻¹ (judged as C = P⁻¹).
     """
 
     key: str
@@ -323,6 +372,9 @@ class CurvatureResult:
     verdicts: tuple[Verdict, ...]
     problems: tuple[ProblemResult, ...]
     seconds: float = 0.0
+    nearest_reference: NearestReference | None = None
+    declared_coverage: dict[str, dict[str, str]] = field(default_factory=dict)
+    inverse: bool = False
 
     @property
     def passed(self) -> bool:
@@ -351,6 +403,11 @@ class CurvatureResult:
             },
             "reference": self.reference,
             "reference_role": self.reference_role,
+            "inverse": self.inverse,
+            "nearest_reference": (
+                self.nearest_reference.to_dict() if self.nearest_reference else None
+            ),
+            "declared_coverage": self.declared_coverage,
             "passed": self.passed,
             "verdicts": {v.name: v.to_dict() for v in self.verdicts},
             "problems": [p.to_dict() for p in self.problems],
@@ -397,6 +454,10 @@ class CheckReport:
         for result in self.curvatures:
             head = "PASS" if result.passed else "FAIL"
             lines.append(f"{head}  {result.key} ({result.label}) vs {result.reference}")
+            if result.nearest_reference is not None:
+                lines.append(
+                    f"  nearest reference: {result.nearest_reference.sentence()}"
+                )
             for v in result.verdicts:
                 value = "" if math.isnan(v.measured) else f"{v.measured:.4g}"
                 where = f" at {v.where}" if v.where else ""

@@ -12,7 +12,15 @@ to the measured value, so a verdict can always be traced to one inequality:
   1/N, a sum over outputs or a factor 2 fails, K-FAC's sampling error passes);
 * exact (when declared, with a reference): :math:`‖C − R‖_F / ‖R‖_F ≤` ``exact_tol``;
 * well-formed (always): it builds and multiplies at every point without raising, with
-  the right shape and finite entries.
+  the right shape and finite entries;
+* coverage (always, dense points): no parameter tensor has all-zero rows and columns
+  in C (:math:`‖C_{p,:}‖_F ≤` ``coverage_tol`` :math:`· ‖C‖_F`) while R's are not,
+  unless the operator declares it ``none`` in ``op.coverage()`` (then it passes and
+  the parameters are named: leaving a parameter out on purpose is honest);
+* unbiased (sampled curvatures without a declared structure, see
+  :mod:`explorer.check.sampling`): the error of the mean of k = ``sampled_draws``
+  draws :math:`e(k) ≤ \max(` ``exact_tol`` :math:`, c · e(1)/\sqrt k)` with c =
+  ``unbiased_slack``. Sampled curvatures are judged on that k-draw mean everywhere.
 """
 
 from __future__ import annotations
@@ -107,6 +115,13 @@ class CheckSettings:
         exact_tol: Largest relative Frobenius error of a curvature declared exact.
         dense_max_params: Dense checks up to this P; probes and Lanczos above.
         timing_repeats: Repeats per timed operation (the median is reported).
+        sampled_draws: k, the independent draws of a sampled curvature (their
+            mean is judged; 1 judges one draw and skips ``unbiased``).
+        unbiased_slack: c in e(k) ≤ max(tol, c · e(1)/√k).
+        coverage_tol: A parameter's rows count as zero below this fraction of ‖C‖_F.
+        nearest_keys: Candidates of the nearest reference (None: every key of
+            :data:`~explorer.check.nearest.NEAREST_KEYS` that is registered).
+        precision: Also build C in float32 at θ₀ and compare with float64.
     """
 
     problems: tuple[ProblemChoice, ...] = ()
@@ -126,6 +141,11 @@ class CheckSettings:
     exact_tol: float = 1e-6
     dense_max_params: int = 2000
     timing_repeats: int = 5
+    sampled_draws: int = 8
+    unbiased_slack: float = 2.0
+    coverage_tol: float = 1e-12
+    nearest_keys: tuple[str, ...] | None = None
+    precision: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "problems", problem_choices(self.problems or None))
@@ -139,6 +159,9 @@ class CheckSettings:
             "exact_tol": self.exact_tol >= 0,
             "dense_max_params": self.dense_max_params >= 1,
             "timing_repeats": self.timing_repeats >= 1,
+            "sampled_draws": 1 <= self.sampled_draws <= 1000,
+            "unbiased_slack": self.unbiased_slack >= 1,
+            "coverage_tol": 0 <= self.coverage_tol < 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -167,8 +190,15 @@ class CheckSettings:
                 "psd_tol": self.psd_tol,
                 "scale_tol": self.scale_tol,
                 "exact_tol": self.exact_tol,
+                "unbiased_slack": self.unbiased_slack,
+                "coverage_tol": self.coverage_tol,
             },
             "dense_max_params": self.dense_max_params,
+            "sampled_draws": self.sampled_draws,
+            "nearest_keys": (
+                None if self.nearest_keys is None else list(self.nearest_keys)
+            ),
+            "precision": self.precision,
         }
 
 

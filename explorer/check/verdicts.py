@@ -1,5 +1,8 @@
 """Pass/fail per declared property, from the measurements at every point.
 
+``coverage`` and ``unbiased`` are documented on their functions (and in
+:mod:`explorer.check.settings`).
+
 Each verdict takes the worst value over every point of every problem, so one bad
 point fails the property, and names where it occurred. A property that is not
 declared is ``"skipped"`` with the reason, its measured value still shown.
@@ -13,6 +16,7 @@ from collections.abc import Callable, Sequence
 from explorer.check.results import FAIL, PASS, SKIPPED, PointResult, Verdict
 from explorer.check.settings import CheckSettings
 from explorer.curvature.registry import CurvatureSpec
+from explorer.curvature.tags import Tags
 
 
 def _where(point: PointResult) -> str:
@@ -176,13 +180,11 @@ def scale(
             detail="tr R ≤ 0 or nothing measured at every point",
         )
     failed = not (1 / s <= ratio <= s)
+    draws = point.draws
     if failed and sampled:
         detail = (
-            f"tr C is {ratio:.4g} × tr R in one random draw. C is a sampled "
-            "estimate: on average it equals R, but each draw differs, most where the "
-            "model is confident (a sampled label rarely lands on a rare class). "
-            "More samples bring a draw closer; only a ratio that stays off over "
-            "many draws is a scale bug"
+            f"tr C is {ratio:.4g} × tr R in the mean of {draws} draw(s) of a sampled "
+            "estimate: a ratio that stays off over many draws is a scale bug"
         )
     elif failed:
         detail = (
@@ -191,6 +193,8 @@ def scale(
         )
     else:
         detail = f"worst ratio {ratio:.4g}"
+        if sampled and draws > 1:
+            detail += f" (mean of {draws} draws)"
     return Verdict(
         "scale",
         title,
@@ -262,19 +266,173 @@ def exactness(
     )
 
 
+def _names_by_problem(found: dict[str, list[str]], verb: str) -> str:
+    """``"0.bias, 2.bias are not covered (moons_mlp, digits_mlp)"``: problems with
+    the same names grouped.
+    """
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for problem, names in found.items():
+        groups.setdefault(tuple(names), []).append(problem)
+    parts = []
+    for names, problems in groups.items():
+        be = "is" if len(names) == 1 else "are"
+        parts.append(f"{', '.join(names)} {be} {verb} ({', '.join(problems)})")
+    return "; ".join(parts)
+
+
+def coverage(points: Sequence[PointResult]) -> Verdict:
+    """Parameters whose rows and columns C leaves zero while R does not.
+
+    Declared in ``op.coverage()`` as ``none``: honest, passes with the names listed.
+    Not declared: fails, naming them (a silently dropped bias looks like a matrix
+    that is merely a bit worse).
+    """
+    title = "Coverage: parameter tensors with zero rows and columns in C, not in R"
+    why = "always (dense points)"
+    judged = [
+        p for p in points if p.method == "dense" and not math.isnan(p.reference_trace)
+    ]
+    if not judged:
+        return Verdict(
+            "coverage",
+            title,
+            SKIPPED,
+            why,
+            threshold="= 0 undeclared",
+            detail="no dense point with a reference",
+        )
+    silent: dict[str, list[str]] = {}
+    declared: dict[str, list[str]] = {}
+    worst, where = 0, None
+    for point in judged:
+        kinds = point.coverage or {}
+        missing = [n for n in point.uncovered if kinds.get(n) != "none"]
+        honest = [n for n in point.uncovered if kinds.get(n) == "none"]
+        for name in missing:
+            if name not in silent.setdefault(point.problem, []):
+                silent[point.problem].append(name)
+        for name in honest:
+            if name not in declared.setdefault(point.problem, []):
+                declared[point.problem].append(name)
+        if len(missing) > worst:
+            worst, where = len(missing), point
+    declared = {k: v for k, v in declared.items() if v}
+    silent = {k: v for k, v in silent.items() if v}
+    note = f"declared: {_names_by_problem(declared, 'not covered')}" if declared else ""
+    if silent:
+        detail = (
+            f"{_names_by_problem(silent, 'not covered')}: zero rows and columns in "
+            "C, not declared in op.coverage()"
+        )
+        return Verdict(
+            "coverage",
+            title,
+            FAIL,
+            why,
+            float(worst),
+            "= 0 undeclared",
+            _where(where),
+            f"{detail}; {note}" if note else detail,
+        )
+    return Verdict(
+        "coverage",
+        title,
+        PASS,
+        why,
+        0.0,
+        "= 0 undeclared",
+        detail=note or "every parameter tensor is covered",
+    )
+
+
+def unbiased(
+    points: Sequence[PointResult], tags: Tags, role: str, settings: CheckSettings
+) -> Verdict:
+    """A sampled estimator's k-draw mean converges like k^(-1/2) (see
+    :mod:`explorer.check.sampling`).
+
+    Judged only where the un-sampled matrix would be exact: a sampled curvature with
+    a diagonal, block-diagonal or Kronecker structure (K-FAC with sampled targets)
+    has a mean that is the structured approximation, not R: its bias is structural
+    and not a finding, so it is skipped (its numbers still shown).
+    """
+    c, tol = settings.unbiased_slack, settings.exact_tol
+    title = "Unbiased: ‖mean of k draws − R‖ / ‖R‖ shrinks like 1/√k"
+    threshold = f"e(k) ≤ max({tol:g}, {c:g} · e(1)/√k)"
+    measured = [p for p in points if p.draws > 1 and not math.isnan(p.mean_error)]
+
+    def ratio(p: PointResult) -> float:
+        bound = max(tol, c * p.draw_error / math.sqrt(p.draws))
+        return p.mean_error / bound if bound > 0 else math.inf
+
+    _, point = _worst(measured, ratio, low=False)
+    value = point.mean_error if point else math.nan
+    where = _where(point) if point else ""
+    if point:
+        detail = (
+            f"e({point.draws}) = {point.mean_error:.3g}, e(1) = {point.draw_error:.3g}, "
+            f"one-draw variance {point.draw_variance:.3g} (relative to ‖R‖²)"
+        )
+    else:
+        detail = ""
+    structure = [
+        n for n in ("kronecker", "block_diagonal", "diagonal") if getattr(tags, n)
+    ]
+    if not tags.sampled:
+        why = "not sampled"
+    elif structure:
+        why = (
+            f"sampled, but {structure[0].replace('_', '-')}: its mean is a structured "
+            "approximation of R, so its bias is structural (judged only where the "
+            "un-sampled matrix would be exact)"
+        )
+    elif role == "default":
+        why = "sampled, but no reference declared"
+    elif settings.sampled_draws < 2:
+        why = "sampled_draws = 1"
+    elif point is None:
+        why = "no dense point measured"
+    else:
+        why = ""
+    if why:
+        return Verdict("unbiased", title, SKIPPED, why, value, threshold, where, detail)
+    failed = ratio(point) > 1
+    detail += (
+        ": the mean stays away from R as draws accumulate, a biased estimator"
+        if failed
+        else ""
+    )
+    return Verdict(
+        "unbiased",
+        title,
+        FAIL if failed else PASS,
+        "declared sampled",
+        value,
+        threshold,
+        where,
+        detail,
+    )
+
+
 def verdicts(
     points: Sequence[PointResult],
     spec: CurvatureSpec,
     reference: str,
     role: str,
     settings: CheckSettings,
+    tags: Tags | None = None,
 ) -> tuple[Verdict, ...]:
-    """All verdicts of one curvature from its points on every problem."""
+    """All verdicts of one curvature from its points on every problem (``tags``:
+    its declared tags with the checked options, default the spec's).
+    """
+    tags = tags or spec.tags()
     measured = [p for p in points if p.ok]
     return (
         well_formed(points),
         symmetric(measured, settings),
         positive_semidefinite(measured, spec, settings),
-        scale(measured, reference, role, settings, spec.tags().sampled),
+        scale(measured, reference, role, settings, tags.sampled),
         exactness(measured, spec, reference, role, settings),
+        coverage(measured),
+        unbiased(measured, tags, role, settings),
     )

@@ -24,6 +24,20 @@ Verdicts (judged at every point of every problem; the worst value counts):
   scale         when a reference is declared or given: tr C / tr R in [1/s, s],
                 s = --scale-tol
   exact         when declared exact=True: ‖C − R‖_F / ‖R‖_F ≤ --exact-tol
+  coverage      always (dense points): no parameter tensor with all-zero rows and
+                columns in C where R has some, unless op.coverage() declares it
+                "none" (then it passes and is named)
+  unbiased      sampled curvatures without a diagonal/block/Kronecker structure:
+                the mean of k = --sampled-draws draws has error
+                e(k) ≤ max(exact-tol, c · e(1)/√k), c = --unbiased-slack
+A sampled curvature is judged on the mean of its k draws everywhere. A
+preconditioner plugin (register_curvature(..., inverse=True): it builds P ≈ C⁻¹) is
+judged as C = P⁻¹, and the eigenvalues of P·R are reported.
+
+Beside the verdicts: the nearest reference (which of hessian, ggn, fisher,
+fisher_mc, ef, their diagonals and kfac C is closest to, C ≈ αR with the
+least-squares α and residual ‖C − αR‖_F / ‖C‖_F), the staleness of C(θ₀) along the
+run, and C in float32 against float64.
 
 Output: progress and the verdicts on stderr; the JSON summary on stdout (or in
 --json FILE); --out FILE writes a self-contained interactive HTML report (opens
@@ -139,6 +153,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
             help=f"Verdict threshold: {help_text} (default {value:g}).",
         )
     parser.add_argument(
+        "--sampled-draws",
+        default=defaults.sampled_draws,
+        help="Independent draws of a sampled curvature; their mean is judged "
+        f"(default {defaults.sampled_draws}).",
+        **number,
+    )
+    parser.add_argument(
+        "--unbiased-slack",
+        type=float,
+        default=defaults.unbiased_slack,
+        metavar="C",
+        help="c of the unbiased verdict e(k) ≤ max(tol, c · e(1)/√k) "
+        f"(default {defaults.unbiased_slack:g}).",
+    )
+    parser.add_argument(
+        "--no-precision",
+        action="store_true",
+        help="Skip building C in float32 at θ₀ (the precision comparison).",
+    )
+    parser.add_argument(
         "--dense-max-params",
         default=defaults.dense_max_params,
         help="Dense checks up to this P; random probes and Lanczos above "
@@ -236,6 +270,9 @@ def settings_from_args(args: argparse.Namespace):
         scale_tol=args.scale_tol,
         exact_tol=args.exact_tol,
         dense_max_params=args.dense_max_params,
+        sampled_draws=args.sampled_draws,
+        unbiased_slack=args.unbiased_slack,
+        precision=not args.no_precision,
     )
 
 

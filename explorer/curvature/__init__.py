@@ -1,8 +1,11 @@
 """Curvature matrices as operators; the ``CURVATURES`` registry.
 
-Built-ins: ``hessian``, ``ggn``, ``fisher``, ``fisher_mc``, ``ef``, ``kfac``, the
-diagonals ``diag_ggn``, ``diag_fisher``, ``diag_ef``, ``diag_hessian``, the layer
-blocks ``block_ggn``, ``block_fisher`` and ``matrix`` (a user-supplied tensor).
+Built-ins: ``hessian``, ``ggn``, ``fisher``, ``fisher_mc``, ``ef``, ``kfac``,
+``shampoo`` (Shampoo's implied (L ⊗ R)/tr L per tensor), the
+diagonals ``diag_ggn``, ``diag_fisher``, ``diag_ef``, ``diag_hessian``, the
+stochastic diagonals ``sophia_gnb`` (Sophia's Gauss-Newton-Bartlett) and
+``adahessian`` (Hutchinson; Sophia-H with Gaussian probes), the layer blocks
+``block_ggn``, ``block_fisher`` and ``matrix`` (a user-supplied tensor).
 Each registration line carries the facts about its key: its colour in every figure
 and its section of the Theory page; structure (PSD, diagonal, Kronecker...) is
 declared by the operator class (:mod:`explorer.curvature.tags`).
@@ -20,6 +23,11 @@ from explorer.curvature.base import (
     DenseTooLargeError,
     LinearOperator,
 )
+from explorer.curvature.diagonal_estimators import (
+    HutchinsonDiagonalOperator,
+    SophiaGNBOperator,
+)
+from explorer.curvature.ekfac import EKFACOperator
 from explorer.curvature.empirical_fisher import EmpiricalFisherOperator
 from explorer.curvature.fisher import FisherOperator, MCFisherOperator
 from explorer.curvature.ggn import GGNOperator
@@ -33,6 +41,7 @@ from explorer.curvature.registry import (
     register_curvature,
     spec_for_class,
 )
+from explorer.curvature.shampoo import ShampooOperator
 from explorer.curvature.solvers import IndefiniteCurvatureError, conjugate_gradient
 from explorer.curvature.structured import blocks_of, diagonal_of
 from explorer.curvature.tags import (
@@ -52,6 +61,8 @@ _("fisher", S(FisherOperator, color="#2ca02c", theory="fisher"))
 _("fisher_mc", S(MCFisherOperator, color="#98df8a", theory="fisher"))
 _("ef", S(EmpiricalFisherOperator, color="#ff7f0e", theory="ef"))
 _("kfac", S(KFACOperator, color="#9467bd", theory="kfac"))
+_("ekfac", S(EKFACOperator, color="#c5b0d5", theory="kfac"))
+_("shampoo", S(ShampooOperator, color="#c49c94", theory="kfac"))
 _("diag_ggn", S(diagonal_of("ggn", "GGN", "ggn"), color="#aec7e8", theory="kfac"))
 _(
     "diag_fisher",
@@ -65,6 +76,8 @@ _(
     "diag_hessian",
     S(diagonal_of("hessian", "Hessian", "hessian"), color="#ff9896", theory="kfac"),
 )
+_("sophia_gnb", S(SophiaGNBOperator, color="#9c9ede", theory="kfac"))
+_("adahessian", S(HutchinsonDiagonalOperator, color="#e7ba52", theory="kfac"))
 _("block_ggn", S(blocks_of("ggn", "GGN", "ggn"), color="#393b79", theory="kfac"))
 _(
     "block_fisher",

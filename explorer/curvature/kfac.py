@@ -11,7 +11,8 @@ where δ_nk = ∂s/∂z_nᵀ r_nk back-propagates an output factor r: the column
 F_R(z)^{1/2} (``output_factor="exact"``, often called KFLR; curvlinops'
 ``fisher_type="type-2"``), gradients of targets sampled from the model (``"mc"``,
 each of the ``mc_samples`` columns scaled by 1/√mc_samples) or of the labels
-(``"empirical"``). Layers are independent (block-diagonal). In row-major order of
+(``"empirical"``), or no backward pass at all: ``"identity"`` sets S = I (FOOF,
+below). Layers are independent (block-diagonal). In row-major order of
 the (out, in + 1) matrix V̄ = [V_W, v_b] the block acts as V̄ ↦ S V̄ A, i.e. the
 matrix kron(S, A).
 
@@ -42,6 +43,17 @@ those coordinates, and factored damping, which splits √λ between the two fact
 of a block, has no block to split it in. With λ = 0 and uncovered coordinates the
 system is singular and the solve raises.
 
+**FOOF** (``output_factor="identity"``; Benzing 2022, "Gradient Descent on Neurons
+and its Link to Approximate Second-Order Optimization") is forward-only K-FAC: S = I,
+so the block is kron(I, A) and the damped step per layer is
+ΔV̄ = −α G (A + λI)⁻¹ with ``damping_mode="exact"`` (G the layer's (out, in + 1)
+gradient). kron(I, A) is exactly the Gauss-Newton matrix of a squared error on the
+layer's pre-activations, (1/2N) Σ_n ‖W̄ ā_n − t_n‖²: the step moves the weights so
+that the pre-activations follow their own gradient step in the least-squares sense
+("gradient descent on neurons"). It ignores the back-propagated curvature, so its
+scale is not the Fisher's by design: tr C = out · tr A, against tr S · tr A for
+K-FAC; the learning rate absorbs the difference.
+
 It is exact for a single linear layer with a Gaussian output (claim C7), and for
 deep linear networks with weight sharing in the expand and reduce settings of
 Eschenhagen et al. (tests/curvature/test_kfac_modules.py).
@@ -58,7 +70,13 @@ import torch
 from torch import Tensor
 
 from explorer.curvature.base import CurvatureOperator
-from explorer.curvature.kfac_modules import KFAC_APPROXIMATIONS, module_factors
+from explorer.curvature.kfac_modules import (
+    KFAC_APPROXIMATIONS,
+    LayerStatistics,
+    input_factor,
+    module_statistics,
+    output_factor,
+)
 from explorer.curvature.mlp import MLPForward, mlp_layers
 from explorer.curvature.solvers import IndefiniteCurvatureError, require_finite
 from explorer.curvature.tags import KFAC_LAYERS, KroneckerBlock, Tags
@@ -77,9 +95,14 @@ class _Block:
     span: slice
 
 
-class KFACOperator(CurvatureOperator):
-    """Block-diagonal Kronecker-factored Fisher for ``nn.Linear`` and ``nn.Conv2d``
-    layers (other parameters uncovered).
+class LayerKroneckerOperator(CurvatureOperator):
+    """What K-FAC and EKFAC share: the covered layers, their factors A_l and S_l,
+    and the layout of their blocks in θ (one per layer, or per weight and per
+    bias), with parameters of other modules uncovered (zero rows and columns).
+
+    Subclasses declare an ``output_factor`` option (``"exact"``, ``"mc"``,
+    ``"empirical"`` and, for K-FAC, ``"identity"``), ``mc_samples``,
+    ``kfac_approx`` and ``separate_weight_and_bias``.
 
     Attributes:
         layers: The covered layers, in θ order (for a convolution ``in_features``
@@ -88,100 +111,23 @@ class KFACOperator(CurvatureOperator):
         output_factors: S per layer ((out)²).
     """
 
-    key = "kfac"
-    label = "K-FAC"
-    description = (
-        "Per nn.Linear / nn.Conv2d layer A ⊗ S with A = E[ā āᵀ] (layer inputs or "
-        "patches) and S = E[δ δᵀ] (back-propagated output factors), expand or reduce "
-        "over shared positions; block-diagonal across layers, other parameters "
-        "uncovered."
-    )
-    declared = Tags(psd=True, block_diagonal=True, kronecker=True, exact_solve=False)
+    abstract = True
     needs = (KFAC_LAYERS,)
     reference = "fisher"
-    options_schema = (
-        Option(
-            "output_factor",
-            "exact",
-            "How S is formed: 'exact' (the output Fisher's square root, KFLR), 'mc' "
-            "(targets sampled from the model) or 'empirical' (the labels).",
-            choices=("exact", "mc", "empirical"),
-        ),
-        Option(
-            "mc_samples",
-            1,
-            "Sampled targets per example for output_factor='mc'.",
-            low=1,
-            high=1000,
-        ),
-        Option(
-            "kfac_approx",
-            "expand",
-            "For layers with weight sharing (sequences, convolutions): 'expand' treats "
-            "shared positions like examples, 'reduce' aggregates them per example first "
-            "(Eschenhagen et al. 2023; the same for plain MLPs).",
-            choices=KFAC_APPROXIMATIONS,
-        ),
-        Option(
-            "separate_weight_and_bias",
-            False,
-            "Separate Kronecker blocks for a layer's weight and bias (curvlinops' "
-            "default is true); false keeps one joined [W, b] block per layer.",
-        ),
-        Option(
-            "damping_mode",
-            "factored",
-            "How solve(b, λ) damps: 'factored' Tikhonov (A + π√λ I)⁻¹ ⊗ (S + √λ/π I)⁻¹ "
-            "(Martens & Grosse 2015) or 'exact' (A ⊗ S + λI)⁻¹ via eigendecompositions.",
-            choices=("factored", "exact"),
-        ),
-    )
-
-    @classmethod
-    def tags_for(
-        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
-    ) -> Tags:
-        """Sampled with ``output_factor="mc"``; the damped solve is (C + λI)⁻¹
-        only with ``damping_mode="exact"`` (factored Tikhonov damping otherwise).
-        """
-        resolved = cls.resolved(options)
-        return cls.declared.replace(
-            sampled=resolved["output_factor"] == "mc",
-            exact_solve=resolved["damping_mode"] == "exact",
-        )
 
     def _setup(self) -> None:
-        inputs, _ = self.batch
-        layers = mlp_layers(self.problem)
-        if layers is not None:
-            forward = MLPForward(layers, self.theta, inputs)
-            factors = self._output_factors(forward.outputs)  # (N, C, K)
-            deltas = forward.backprop(factors.permute(2, 0, 1))
-            n = self.batch.size
-            self.layers: tuple[LinearLayer, ...] = tuple(
-                layer.linear for layer in layers
-            )
-            self.input_factors: list[Tensor] = []
-            self.output_factors: list[Tensor] = []
-            for layer, a, delta in zip(
-                self.layers, forward.inputs_to, deltas, strict=True
-            ):
-                if layer.bias is not None:
-                    a = torch.cat([a, torch.ones_like(a[:, :1])], 1)
-                self.input_factors.append(a.T @ a / n)
-                flat = delta.reshape(-1, delta.shape[-1])
-                self.output_factors.append(flat.T @ flat / n)
-        else:
-            found = module_factors(
-                self.problem,
-                self.theta,
-                inputs,
-                self._output_factors,
-                self.options["kfac_approx"],
-            )
-            self.layers = tuple(item.layer for item in found.layers)
-            self.input_factors = found.input_factors
-            self.output_factors = found.output_factors
+        self.layers, statistics = self._statistics()
+        approx, n = self.options["kfac_approx"], self.batch.size
+        self.input_factors: list[Tensor] = [
+            input_factor(stats.inputs, layer.bias is not None, approx)
+            for layer, stats in zip(self.layers, statistics, strict=True)
+        ]
+        self.output_factors: list[Tensor] = [
+            torch.eye(layer.out_features, dtype=self.dtype, device=self.device)
+            if stats.grads is None
+            else output_factor(stats.grads, approx, n)
+            for layer, stats in zip(self.layers, statistics, strict=True)
+        ]
         self._blocks = self._layout()
         covered = torch.zeros(self.size, dtype=torch.bool, device=self.device)
         for block in self._blocks:
@@ -193,20 +139,50 @@ class KFACOperator(CurvatureOperator):
             for _, span in self.problem.blocks():
                 spans.extend(_runs(self._uncovered, span))
         self._spans = tuple(sorted(spans, key=lambda span: span.start))
+        self._finish(statistics)
+
+    def _finish(self, statistics: list[LayerStatistics]) -> None:
+        """Hook after the factors and the layout exist; ``statistics`` are the
+        layers' per-example inputs and output gradients (EKFAC corrects with them).
+        """
+
+    def _statistics(self) -> tuple[tuple[LinearLayer, ...], list[LayerStatistics]]:
+        """The covered layers and, per layer, inputs a (N, R, D_in) and output
+        gradients δ (K, N, R, D_out) (None with ``output_factor="identity"``: no
+        backward pass). A plain MLP has R = 1 (the fast path).
+        """
+        inputs, _ = self.batch
+        forward_only = self.options["output_factor"] == "identity"
+        layers = mlp_layers(self.problem)
+        if layers is None:
+            found, statistics = module_statistics(
+                self.problem,
+                self.theta,
+                inputs,
+                None if forward_only else self._output_factors,
+            )
+            return tuple(item.layer for item in found), statistics
+        forward = MLPForward(layers, self.theta, inputs)
+        if forward_only:
+            deltas: list[Tensor | None] = [None] * len(layers)
+        else:
+            factors = self._output_factors(forward.outputs)  # (N, C, K)
+            deltas = list(forward.backprop(factors.permute(2, 0, 1)))
+        statistics = [
+            LayerStatistics(a.unsqueeze(1), None if d is None else d.unsqueeze(2))
+            for a, d in zip(forward.inputs_to, deltas, strict=True)
+        ]
+        return tuple(layer.linear for layer in layers), statistics
 
     def _output_factors(self, outputs: Tensor) -> Tensor:
         """The output factor r (N, C, K) at ``outputs`` (N, C), per ``output_factor``."""
-        loss, mode = self.problem.loss, self.options["output_factor"]
-        if mode == "exact":
-            return loss.output_fisher_sqrt(outputs)
-        if mode == "empirical":
-            return loss.output_grad(outputs, self.batch.targets).unsqueeze(-1)
-        k = self.options["mc_samples"]
-        grads = [
-            loss.output_grad(outputs, loss.sample(outputs, self.generator))
-            for _ in range(k)
-        ]
-        return torch.stack(grads, -1) / k**0.5
+        return self.problem.loss.output_factors(
+            outputs,
+            self.options["output_factor"],
+            self.batch.targets,
+            self.options["mc_samples"],
+            self.generator,
+        )
 
     def _layout(self) -> tuple[_Block, ...]:
         """The Kronecker blocks in θ order: one per layer, or with
@@ -245,39 +221,6 @@ class KFACOperator(CurvatureOperator):
             a = a[n:, n:]
         return s, a
 
-    def kronecker_factors(self) -> tuple[KroneckerBlock, ...]:
-        """Per block: C[V̄, V̄] = S ⊗ A in the row-major order of V̄ = [V_W, v_b]
-        (or of V_W, or of v_b as an (out, 1) matrix); covered blocks only.
-        """
-        out = []
-        for index, block in enumerate(self._blocks):
-            layer = self.layers[block.layer]
-            if block.part == "layer":
-                weight = torch.arange(layer.weight.start, layer.weight.stop)
-                grid = weight.view(layer.out_features, layer.in_features)
-                if layer.bias is not None:
-                    bias = torch.arange(layer.bias.start, layer.bias.stop)
-                    grid = torch.cat([grid, bias.unsqueeze(1)], 1)
-                indices = grid.reshape(-1)
-            else:
-                indices = torch.arange(block.span.start, block.span.stop)
-            s, a = self.block_factors(index)
-            out.append(KroneckerBlock(indices, s, a))
-        return tuple(out)
-
-    def with_factors(
-        self, input_factors: Sequence[Tensor], output_factors: Sequence[Tensor]
-    ) -> KFACOperator:
-        """A copy with other factors A_l and S_l (a moving average of them), with
-        every cached product of this one dropped.
-        """
-        out = copy.copy(self)
-        out.input_factors = list(input_factors)
-        out.output_factors = list(output_factors)
-        out._dense_cache = None
-        out._factor_cache = None
-        return out
-
     # ------------------------------------------------------------ layout
     def _block_matrix(self, rows: Tensor, block: _Block) -> Tensor:
         """(K, P) -> the block's matrix (K, m, n): V̄ (out, in [+1]), V_W or v_b."""
@@ -310,6 +253,121 @@ class KFACOperator(CurvatureOperator):
             if block.part == "layer" and layer.bias is not None:
                 out[:, layer.bias] = result[..., -1]
         return out.T
+
+
+#: K-FAC's options that EKFAC shares (and FOOF, K-FAC's ``output_factor="identity"``).
+MC_SAMPLES_OPTION = Option(
+    "mc_samples",
+    1,
+    "Sampled targets per example for output_factor='mc'.",
+    low=1,
+    high=1000,
+)
+KFAC_APPROX_OPTION = Option(
+    "kfac_approx",
+    "expand",
+    "For layers with weight sharing (sequences, convolutions): 'expand' treats "
+    "shared positions like examples, 'reduce' aggregates them per example first "
+    "(Eschenhagen et al. 2023; the same for plain MLPs).",
+    choices=KFAC_APPROXIMATIONS,
+)
+SEPARATE_WEIGHT_AND_BIAS_OPTION = Option(
+    "separate_weight_and_bias",
+    False,
+    "Separate Kronecker blocks for a layer's weight and bias (curvlinops' "
+    "default is true); false keeps one joined [W, b] block per layer.",
+)
+
+
+class KFACOperator(LayerKroneckerOperator):
+    """Block-diagonal Kronecker-factored Fisher for ``nn.Linear`` and ``nn.Conv2d``
+    layers (other parameters uncovered); with ``output_factor="identity"``, FOOF.
+
+    Attributes:
+        layers: The covered layers, in θ order (for a convolution ``in_features``
+            is C_in·k_h·k_w).
+        input_factors: A per layer, joined: ((in [+ 1])², bias row and column last).
+        output_factors: S per layer ((out)²; the identity for FOOF).
+    """
+
+    key = "kfac"
+    label = "K-FAC"
+    description = (
+        "Per nn.Linear / nn.Conv2d layer A ⊗ S with A = E[ā āᵀ] (layer inputs or "
+        "patches) and S = E[δ δᵀ] (back-propagated output factors), expand or reduce "
+        "over shared positions; block-diagonal across layers, other parameters "
+        "uncovered. With output_factor='identity' (FOOF, forward-only) S = I: its "
+        "scale differs from the Fisher's by design (tr C = out·tr A)."
+    )
+    declared = Tags(psd=True, block_diagonal=True, kronecker=True, exact_solve=False)
+    options_schema = (
+        Option(
+            "output_factor",
+            "exact",
+            "How S is formed: 'exact' (the output Fisher's square root, KFLR), 'mc' "
+            "(targets sampled from the model), 'empirical' (the labels) or "
+            "'identity' (FOOF, Benzing 2022: S = I, forward-only; the Gauss-Newton "
+            "matrix of a squared error on the layer outputs, not the Fisher's scale: "
+            "tr C = out·tr A).",
+            choices=("exact", "mc", "empirical", "identity"),
+        ),
+        MC_SAMPLES_OPTION,
+        KFAC_APPROX_OPTION,
+        SEPARATE_WEIGHT_AND_BIAS_OPTION,
+        Option(
+            "damping_mode",
+            "factored",
+            "How solve(b, λ) damps: 'factored' Tikhonov (A + π√λ I)⁻¹ ⊗ (S + √λ/π I)⁻¹ "
+            "(Martens & Grosse 2015) or 'exact' (A ⊗ S + λI)⁻¹ via eigendecompositions.",
+            choices=("factored", "exact"),
+        ),
+    )
+
+    @classmethod
+    def tags_for(
+        cls, problem: Problem | None = None, options: dict[str, Any] | None = None
+    ) -> Tags:
+        """Sampled with ``output_factor="mc"``; the damped solve is (C + λI)⁻¹
+        only with ``damping_mode="exact"`` (factored Tikhonov damping otherwise).
+        """
+        resolved = cls.resolved(options)
+        return cls.declared.replace(
+            sampled=resolved["output_factor"] == "mc",
+            exact_solve=resolved["damping_mode"] == "exact",
+        )
+
+    def kronecker_factors(self) -> tuple[KroneckerBlock, ...]:
+        """Per block: C[V̄, V̄] = S ⊗ A in the row-major order of V̄ = [V_W, v_b]
+        (or of V_W, or of v_b as an (out, 1) matrix); covered blocks only.
+        """
+        out = []
+        for index, block in enumerate(self._blocks):
+            layer = self.layers[block.layer]
+            if block.part == "layer":
+                weight = torch.arange(layer.weight.start, layer.weight.stop)
+                grid = weight.view(layer.out_features, layer.in_features)
+                if layer.bias is not None:
+                    bias = torch.arange(layer.bias.start, layer.bias.stop)
+                    grid = torch.cat([grid, bias.unsqueeze(1)], 1)
+                indices = grid.reshape(-1)
+            else:
+                indices = torch.arange(block.span.start, block.span.stop)
+            s, a = self.block_factors(index)
+            out.append(KroneckerBlock(indices, s, a))
+        return tuple(out)
+
+    def with_factors(
+        self, input_factors: Sequence[Tensor], output_factors: Sequence[Tensor]
+    ) -> KFACOperator:
+        """A copy with other factors A_l and S_l (a moving average of them), with
+        every cached product of this one dropped.
+        """
+        out = copy.copy(self)
+        out.input_factors = list(input_factors)
+        out.output_factors = list(output_factors)
+        out._dense_cache = None
+        out._factor_cache = None
+        return out
 
     # ---------------------------------------------------------- operator
     def _matmat(self, matrix: Tensor) -> Tensor:

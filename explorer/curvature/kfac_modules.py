@@ -165,36 +165,51 @@ class ModuleFactors:
     output_factors: list[Tensor]
 
 
-def module_factors(
+@dataclass(frozen=True)
+class LayerStatistics:
+    """What one layer saw in a forward pass, all its calls along the shared dimension.
+
+    Attributes:
+        inputs: Layer inputs a (N, R, D_in) (patches for a convolution), no bias
+            column.
+        grads: Back-propagated output factors δ (K, N, R, D_out) (no 1/N), or None
+            where no backward pass was asked for (a forward-only factor).
+    """
+
+    inputs: Tensor
+    grads: Tensor | None
+
+
+def module_statistics(
     problem: Problem,
     theta: Tensor,
     inputs: Tensor,
-    output_factors: Callable[[Tensor], Tensor],
-    approx: str = "expand",
-) -> ModuleFactors:
-    """K-FAC factors of every supported layer at θ on ``inputs`` (N, ...).
+    output_factors: Callable[[Tensor], Tensor] | None,
+) -> tuple[tuple[ModuleLayer, ...], list[LayerStatistics]]:
+    """Per-example inputs and output gradients of every supported layer at θ on
+    ``inputs`` (N, ...): what :func:`module_factors` reduces to A and S, and what
+    EKFAC's eigenvalue correction needs per example.
 
     One forward pass of a private copy of the model (with hooks capturing each
-    supported layer's input and output) and one batched backward pass of the K
-    output-factor columns to all captured layer outputs.
+    supported layer's input and output) and, unless ``output_factors`` is None, one
+    batched backward pass of the K output-factor columns to all captured layer
+    outputs.
 
     Args:
         problem: The problem; ``problem.model`` is called functionally with θ.
         theta: The point (P,).
         inputs: The batch inputs, batch dimension first.
-        output_factors: ``outputs (N, C), detached -> r (N, C, K)``.
-        approx: ``"expand"`` or ``"reduce"`` (module docstring).
+        output_factors: ``outputs (N, C), detached -> r (N, C, K)``; None: no
+            backward pass (every ``grads`` is None).
+
+    Returns:
+        The layers the forward pass called (in θ order) and their statistics.
 
     Raises:
-        ValueError: ``approx`` is unknown, no supported layer owns its parameters,
-            a layer's input does not have the batch dimension first, or the forward
-            pass called no supported layer.
+        ValueError: No supported layer owns its parameters, a layer's input does
+            not have the batch dimension first, or the forward pass called no
+            supported layer.
     """
-    if approx not in KFAC_APPROXIMATIONS:
-        raise ValueError(
-            f"kfac_approx = {approx!r} is invalid; expected one of "
-            f"{', '.join(map(repr, KFAC_APPROXIMATIONS))}"
-        )
     candidates = module_layers(problem)
     if not candidates:
         raise ValueError(
@@ -227,14 +242,20 @@ def module_factors(
                     "functionally, as nn.MultiheadAttention does, is not seen); use "
                     "'fisher', 'ggn' or a diagonal approximation instead"
                 )
-            factors = output_factors(outputs.detach())  # (N, C, K)
             layer_outputs = [out for item in fired for out in captured[item.path][1]]
-            grads = _backprop(outputs, layer_outputs, factors.permute(2, 0, 1))
+            grads: list[Tensor | None]
+            if output_factors is None:
+                grads = [None] * len(layer_outputs)
+            else:
+                factors = output_factors(outputs.detach())  # (N, C, K)
+                grads = list(
+                    _backprop(outputs, layer_outputs, factors.permute(2, 0, 1))
+                )
     finally:
         for handle in handles:
             handle.remove()
     n = inputs.shape[0]
-    input_factors, output_factors_ = [], []
+    statistics = []
     position = 0
     for item in fired:
         layer_inputs = captured[item.path][0]
@@ -242,9 +263,49 @@ def module_factors(
         position += len(layer_inputs)
         module = model.get_submodule(item.path)
         a, g = _shared_positions(item, module, layer_inputs, layer_grads, n)
-        input_factors.append(_input_factor(a, item.layer.bias is not None, approx))
-        output_factors_.append(_output_factor(g, approx, n))
-    return ModuleFactors(tuple(fired), input_factors, output_factors_)
+        statistics.append(LayerStatistics(a, g))
+    return tuple(fired), statistics
+
+
+def module_factors(
+    problem: Problem,
+    theta: Tensor,
+    inputs: Tensor,
+    output_factors: Callable[[Tensor], Tensor],
+    approx: str = "expand",
+) -> ModuleFactors:
+    """K-FAC factors of every supported layer at θ on ``inputs`` (N, ...):
+    :func:`module_statistics` reduced by ``approx``.
+
+    Args:
+        problem: The problem; ``problem.model`` is called functionally with θ.
+        theta: The point (P,).
+        inputs: The batch inputs, batch dimension first.
+        output_factors: ``outputs (N, C), detached -> r (N, C, K)``.
+        approx: ``"expand"`` or ``"reduce"`` (module docstring).
+
+    Raises:
+        ValueError: ``approx`` is unknown, or :func:`module_statistics` refuses.
+    """
+    check_approx(approx)
+    fired, statistics = module_statistics(problem, theta, inputs, output_factors)
+    n = inputs.shape[0]
+    input_factors = [
+        input_factor(stats.inputs, item.layer.bias is not None, approx)
+        for item, stats in zip(fired, statistics, strict=True)
+    ]
+    output_factors_ = [output_factor(stats.grads, approx, n) for stats in statistics]
+    return ModuleFactors(fired, input_factors, output_factors_)
+
+
+def check_approx(approx: str) -> str:
+    """``approx`` if it is one of :data:`KFAC_APPROXIMATIONS`, else ValueError."""
+    if approx not in KFAC_APPROXIMATIONS:
+        raise ValueError(
+            f"kfac_approx = {approx!r} is invalid; expected one of "
+            f"{', '.join(map(repr, KFAC_APPROXIMATIONS))}"
+        )
+    return approx
 
 
 def _private_copy(model: nn.Module) -> nn.Module:
@@ -324,11 +385,12 @@ def _shared_positions(
     item: ModuleLayer,
     module: nn.Module,
     inputs: Sequence[Tensor],
-    grads: Sequence[Tensor],
+    grads: Sequence[Tensor | None],
     n: int,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor | None]:
     """Inputs a (N, R, D_in) and output gradients g (K, N, R, D_out) of one layer,
-    all its calls concatenated along the shared dimension R.
+    all its calls concatenated along the shared dimension R (g None where
+    ``grads`` are: no backward pass).
     """
     a_parts, g_parts = [], []
     for x, g in zip(inputs, grads, strict=True):
@@ -344,13 +406,15 @@ def _shared_positions(
                     f"{item.path!r} got shape {tuple(x.shape)}"
                 )
             a_parts.append(_patches(module, x))  # (N, L, C_in·k_h·k_w)
-            g_parts.append(g.flatten(3).transpose(-1, -2))  # (K, N, L, C_out)
+            if g is not None:
+                g_parts.append(g.flatten(3).transpose(-1, -2))  # (K, N, L, C_out)
         else:
             a_parts.append(x.reshape(n, -1, x.shape[-1]))
-            g_parts.append(g.reshape(g.shape[0], n, -1, g.shape[-1]))
+            if g is not None:
+                g_parts.append(g.reshape(g.shape[0], n, -1, g.shape[-1]))
     if len(a_parts) == 1:  # one call: no copy
-        return a_parts[0], g_parts[0]
-    return torch.cat(a_parts, 1), torch.cat(g_parts, 2)
+        return a_parts[0], (g_parts[0] if g_parts else None)
+    return torch.cat(a_parts, 1), (torch.cat(g_parts, 2) if g_parts else None)
 
 
 def conv_padding(module: nn.Conv2d) -> tuple[int, int, int, int]:
@@ -381,7 +445,7 @@ def _patches(module: nn.Conv2d, x: Tensor) -> Tensor:
     return unfolded.transpose(1, 2)
 
 
-def _input_factor(a: Tensor, bias: bool, approx: str) -> Tensor:
+def input_factor(a: Tensor, bias: bool, approx: str) -> Tensor:
     """A from layer inputs a (N, R, D_in): expand (1/(NR)) Σ ā āᵀ, reduce
     (1/N) Σ â âᵀ over position means (module docstring); bias row and column last.
     """
@@ -400,7 +464,7 @@ def _input_factor(a: Tensor, bias: bool, approx: str) -> Tensor:
     return gram / count
 
 
-def _output_factor(g: Tensor, approx: str, n: int) -> Tensor:
+def output_factor(g: Tensor, approx: str, n: int) -> Tensor:
     """S from output gradients g (K, N, R, D_out): expand (1/N) Σ_{k,n,r} g gᵀ,
     reduce (1/N) Σ_{k,n} (Σ_r g)(Σ_r g)ᵀ.
     """

@@ -213,6 +213,7 @@ def register_curvature(
     theory: str | None = None,
     overwrite: bool = False,
     source: str = "plugin",
+    inverse: bool = False,
 ) -> Callable[[Any], Any]:
     """Decorator registering a curvature under ``key``.
 
@@ -238,6 +239,8 @@ def register_curvature(
             ``"setting"``).
         overwrite: Replace an existing registration.
         source: Where it came from (plugin loaders pass the file).
+        inverse: It is a preconditioner P ≈ C⁻¹ rather than a curvature C (sets
+            the class attribute ``inverse``; the check battery judges P⁻¹).
 
     Example:
         >>> import explorer as ex
@@ -267,6 +270,8 @@ def register_curvature(
                 attributes["declared"] = declared
             if needs:
                 attributes["needs"] = (*target.needs, *needs)
+            if inverse:
+                attributes["inverse"] = True
             cls = type(target.__name__, (target,), attributes)
         elif callable(target):
             cls = type(
@@ -281,6 +286,7 @@ def register_curvature(
                     "reference": reference,
                     "options_schema": tuple(options),
                     "function": staticmethod(target),
+                    "inverse": inverse,
                 },
             )
         else:

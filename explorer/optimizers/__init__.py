@@ -1,11 +1,14 @@
 """Update rules: chains of small pure transforms on flat vectors; the ``RULES`` registry.
 
-Built-ins: ``sgd``, ``adam``, ``precondition`` (any curvature key) and its aliases
-``natural_gradient``, ``gauss_newton``, ``newton``, ``ef_natural_gradient``,
-``mc_natural_gradient``, ``kfac``, ``diag_natural_gradient``, ``hessian_free``.
+Built-ins: ``sgd``, ``adam``, ``sophia``, ``adahessian``, ``muon`` (in
+:mod:`explorer.optimizers.diagonal_rules`), ``shampoo``, ``soap``
+(Kronecker-factored, in :mod:`explorer.optimizers.shampoo`), ``precondition`` (any
+curvature key) and its aliases ``natural_gradient``, ``gauss_newton``, ``newton``,
+``ef_natural_gradient``, ``mc_natural_gradient``, ``kfac``, ``diag_natural_gradient``,
+``hessian_free``.
 """
 
-from explorer.optimizers import rules
+from explorer.optimizers import diagonal_rules, rules, shampoo
 from explorer.optimizers.base import StepContext, Transform, UpdateRule, chain
 from explorer.optimizers.damping import lm_adjust, reduction_ratio, with_damping
 from explorer.optimizers.frozen import FrozenOptions
@@ -20,6 +23,11 @@ from explorer.optimizers.transforms import scale_by_adam, scale_by_step_size, tr
 # One line per rule; the order is the order of the UI selector.
 register_rule(rules.SGD)
 register_rule(rules.ADAM)
+register_rule(diagonal_rules.SOPHIA)
+register_rule(diagonal_rules.ADAHESSIAN)
+register_rule(diagonal_rules.MUON)
+register_rule(shampoo.SHAMPOO)
+register_rule(shampoo.SOAP)
 for _alias in rules.ALIASES:
     register_rule(_alias)
 register_rule(rules.PRECONDITION)

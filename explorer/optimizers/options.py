@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-from explorer.optimizers.damping import ADAPTATIONS
+from explorer.optimizers.damping import ADAPTATIONS, ON_INDEFINITE
 from explorer.optimizers.preconditioning import NEGATIVE_CURVATURE, SOLVERS
 from explorer.options import Option
 
 
-def _lr(default: float, high: float = 1e3) -> tuple:
-    return (
-        Option(
-            "lr",
-            default,
-            "Learning rate α: the step is δ = −α·(direction).",
-            low=0.0,
-            high=high,
-            low_exclusive=True,
-            log=True,
-        ),
+def lr_option(default: float, high: float = 1e3) -> Option:
+    """The learning rate α > 0 (log-scaled in the UI)."""
+    return Option(
+        "lr",
+        default,
+        "Learning rate α: the step is δ = −α·(direction).",
+        low=0.0,
+        high=high,
+        low_exclusive=True,
+        log=True,
     )
+
+
+def eps_option(default: float, text: str, name: str = "eps") -> Option:
+    """A small positive ε in (0, 1] (log-scaled in the UI)."""
+    return Option(name, default, text, low=0.0, high=1.0, low_exclusive=True, log=True)
+
+
+def _lr(default: float, high: float = 1e3) -> tuple:
+    return (lr_option(default, high),)
 
 
 def _momentum_option():
@@ -119,6 +127,15 @@ def curvature_step_options() -> tuple:
             low=0.0,
             high=1e3,
             log=True,
+        ),
+        Option(
+            "on_indefinite",
+            "stop",
+            "When C + λI is not positive definite: 'stop' the run (status "
+            "'indefinite'), 'raise_damping' past the most negative eigenvalue and "
+            "retry (damped Newton), or step along the 'negative_curvature' "
+            "eigenvector (saddle-free Newton on it).",
+            choices=ON_INDEFINITE,
         ),
         Option(
             "lm_reject",

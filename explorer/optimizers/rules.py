@@ -241,6 +241,8 @@ def build_curvature_step(
         min_damping=options["min_damping"],
         reject=options["lm_reject"],
         track_rho=options["track_rho"],
+        on_indefinite=options["on_indefinite"],
+        escape_lr=options["lr"] if options["step_size"] == "fixed" else 1.0,
     )
     return with_curvature(
         damped,
@@ -349,8 +351,12 @@ ALIASES = (
         "newton",
         "Newton (Hessian)",
         "hessian",
-        "δ = −α(H + λI)⁻¹g with the exact Hessian; stops with status 'indefinite' "
-        "when H + λI is not positive definite.",
+        "δ = −α(H + λI)⁻¹g with the exact Hessian under Levenberg–Marquardt "
+        "damping; where H + λI is indefinite, λ is raised past the most negative "
+        "eigenvalue and the step retried (recorded as 'indefinite' in the history; "
+        "on_indefinite='stop' stops instead, 'negative_curvature' steps along it).",
+        reference="Levenberg 1944; Marquardt 1963; Nocedal & Wright 2006, §3.4",
+        on_indefinite="raise_damping",
     ),
     curvature_alias(
         "ef_natural_gradient",
@@ -378,6 +384,31 @@ ALIASES = (
         curvature_defaults={"output_factor": "mc"},
         step_size="optimal",
         lm_interval=5,
+    ),
+    curvature_alias(
+        "ekfac",
+        "EKFAC",
+        "ekfac",
+        "δ = −α(C_EKFAC + λI)⁻¹g per layer: K-FAC's eigenbasis with the "
+        "per-example gradients' second moments as eigenvalues, damped exactly in "
+        "that basis; as K-FAC, factors from sampled targets and LM damping every 5 "
+        "steps (α = lr = 1: with an exact solve the quadratic model's α* is 1).",
+        reference="George et al. 2018",
+        curvature_defaults={"output_factor": "mc"},
+        lm_interval=5,
+    ),
+    curvature_alias(
+        "foof",
+        "FOOF (forward-only K-FAC)",
+        "kfac",
+        "δV̄ = −α G(A + λI)⁻¹ per layer: K-FAC with S = I, no backward pass for "
+        "curvature (Gauss-Newton on the layer outputs); λ fixed, relative to A's "
+        "scale, not the Fisher's.",
+        reference="Benzing 2022",
+        curvature_defaults={"output_factor": "identity", "damping_mode": "exact"},
+        color="#dbdb8d",
+        damping_adaptation="fixed",
+        lr=0.3,
     ),
     curvature_alias(
         "diag_natural_gradient",

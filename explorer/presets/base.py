@@ -255,7 +255,8 @@ class Preset:
 
     Attributes:
         key: Short stable snake_case key (tests and the page use it).
-        claim: ``"C1"`` … ``"C7"`` (THEORY.md §5) or ``"QM"`` (quadratic models).
+        claim: ``"C1"`` … ``"C7"`` (THEORY.md §5), ``"QM"`` (quadratic models) or
+            ``"PC"`` (which matrix a preconditioner estimates).
         title: A short title.
         explanation: Two sentences in plain words.
         formula: The formula in LaTeX (without dollar signs).

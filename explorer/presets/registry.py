@@ -1,12 +1,13 @@
 """``PRESETS``: every claim of THEORY.md §5 as data (texts, configuration, sizes).
 
-The presets themselves are declared in the four ``catalog_*`` modules (curvature
+The presets themselves are declared in the five ``catalog_*`` modules (curvature
 matrices, the empirical Fisher, optimizer runs, the newer model families: conv nets,
-counts, heteroscedastic outputs): their texts as Markdown, then one
-:meth:`~explorer.presets.base.Catalog.add` each with the study it runs (``measure``
-and ``draw``, from the computation modules) and its configuration, so the tour page,
-the tests and a notebook read the same data. Sizes: ``"small"`` runs each check in a few
-seconds on 2 CPU cores (CI runs all of them), ``"full"`` is the page's default.
+counts, heteroscedastic outputs; today's preconditioners: Sophia, Shampoo): their
+texts as Markdown, then one :meth:`~explorer.presets.base.Catalog.add` each with the
+study it runs (``measure`` and ``draw``, from the computation modules) and its
+configuration, so the tour page, the tests and a notebook read the same data. Sizes:
+``"small"`` runs each check in a few seconds on 2 CPU cores (CI runs all of them),
+``"full"`` is the page's default.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from explorer.presets import (
     catalog_fisher,
     catalog_matrices,
     catalog_models,
+    catalog_preconditioners,
     catalog_training,
 )
 from explorer.presets.base import Preset
@@ -30,6 +32,7 @@ CLAIMS: dict[str, str] = {
     "C6": "Fisher efficiency and the small-budget regime",
     "C7": "K-FAC approximates the Fisher",
     "QM": "Quadratic models of H and G",
+    "PC": "Which matrix a preconditioner estimates",
 }
 
 #: Every preset by key, in the order of :data:`CLAIMS`.
@@ -40,6 +43,7 @@ _ALL = (
     *catalog_fisher.CATALOG,
     *catalog_training.CATALOG,
     *catalog_models.CATALOG,
+    *catalog_preconditioners.CATALOG,
 )
 for _claim in CLAIMS:
     for _preset in _ALL:

@@ -192,6 +192,34 @@ class LossSpec(ABC):
         factor, _ = symmetric_sqrt_factor(self.output_fisher(outputs))
         return factor
 
+    def output_factors(
+        self,
+        outputs: Tensor,
+        mode: str,
+        targets: Tensor | None = None,
+        samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Columns r (N, C, K) whose outer products average to an output matrix:
+        ``"exact"``: F_R(z)'s square root (Σ_k r rᵀ = F_R); ``"empirical"``: the
+        gradient at the labels (K = 1); ``"mc"``: the gradients at ``samples``
+        targets drawn from the model, each scaled by 1/√samples (unbiased for F_R).
+        K-FAC, EKFAC and Shampoo back-propagate them.
+        """
+        if mode == "exact":
+            return self.output_fisher_sqrt(outputs)
+        if mode == "empirical":
+            if targets is None:
+                raise ValueError("mode 'empirical' needs the targets")
+            return self.output_grad(outputs, targets).unsqueeze(-1)
+        if mode != "mc":
+            raise ValueError(f"output factor mode {mode!r}: exact, empirical or mc")
+        grads = [
+            self.output_grad(outputs, self.sample(outputs, generator))
+            for _ in range(samples)
+        ]
+        return torch.stack(grads, -1) / samples**0.5
+
     def accuracy(self, outputs: Tensor, targets: Tensor) -> Tensor | None:
         """Fraction of correct predictions, or ``None`` where it is not defined."""
         return None

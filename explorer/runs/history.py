@@ -14,7 +14,9 @@ the iterate θ_k after k updates:
   of step k + 1; for the last row, of one more batch drawn for the record).
 * ``update_norm``, ``damping``, ``rho``, ``alpha``: of the update θ_{k−1} → θ_k
   (‖δ‖, λ, the reduction ratio ρ and the step size α); NaN at step 0 or where a
-  rule has no such quantity.
+  rule has no such quantity. ``indefinite``: 1 where that update met an indefinite
+  C + λI and went on (damping raised past the most negative eigenvalue, or a
+  negative-curvature step), else 0 (NaN at step 0).
 * Cumulative cost to reach θ_k: ``wall_time`` (seconds spent in the optimizer,
   metric evaluation excluded), ``grad_evals`` (gradient evaluations plus objective
   evaluations on training batches, e.g. the h(θ + δ) that Levenberg–Marquardt's ρ
@@ -67,7 +69,12 @@ COLUMNS: tuple[str, ...] = (
     "curvature_products",
     "examples",
     "excess_loss",
+    "indefinite",
 )
+
+#: Columns added after files were first written, with the value old files imply for
+#: a row produced by an update (rows without one, step 0, get NaN, as they do now).
+LATER_COLUMNS: dict[str, float] = {"indefinite": 0.0}
 
 #: Possible values of :attr:`History.status`.
 STATUSES: tuple[str, ...] = ("ok", "diverged", "indefinite", "cancelled", "error")
@@ -283,10 +290,7 @@ class History:
             settings=settings,
             status=data["status"],
             message=data.get("message", ""),
-            metrics={
-                name: [_decode_float(v) for v in data["metrics"][name]]
-                for name in COLUMNS
-            },
+            metrics=_decode_metrics(data["metrics"]),
             trajectory=trajectory,
             trajectory_steps=[int(s) for s in data.get("trajectory_steps", [])],
         )
@@ -367,3 +371,18 @@ def save_histories(
 def load_histories(path: str | Path) -> dict[str, History]:
     """Reads a file written by :func:`save_histories` (label -> History)."""
     return histories_from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _decode_metrics(encoded: Mapping[str, list[Any]]) -> dict[str, list[float]]:
+    """Decoded columns; a column added later (:data:`LATER_COLUMNS`) that an older
+    file lacks takes the value those files imply.
+    """
+    out = {}
+    for name in COLUMNS:
+        if name not in encoded and name in LATER_COLUMNS:
+            updates = [_decode_float(v) for v in encoded["update_norm"]]
+            implied = LATER_COLUMNS[name]
+            out[name] = [math.nan if u != u else implied for u in updates]
+        else:
+            out[name] = [_decode_float(v) for v in encoded[name]]
+    return out

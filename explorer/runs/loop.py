@@ -273,7 +273,8 @@ def warm_up_torch_func() -> None:
 def _step_row(delta: Tensor, info: dict[str, float]) -> dict[str, float]:
     """What row k records about the update that produced θ_k."""
     picked = {key: info[key] for key in ("damping", "rho", "alpha") if key in info}
-    return {"update_norm": float(delta.norm()), **picked}
+    indefinite = float(info.get("indefinite", 0.0))
+    return {"update_norm": float(delta.norm()), "indefinite": indefinite, **picked}
 
 
 def execute(

@@ -85,6 +85,11 @@ def indefinite_message(
         remedies.append(f"fix λ with damping_adaptation='fixed' and {larger}")
     else:
         remedies.append(f"raise the damping{above}")
+    if options.get("on_indefinite") == "stop":
+        remedies.append(
+            "let the step go on with on_indefinite='raise_damping' (λ raised past "
+            "the most negative eigenvalue, as damped Newton does)"
+        )
     if "negative_curvature" in options:
         remedies.append(
             "set negative_curvature='truncate' with solver='cg' (truncated Newton: "

@@ -25,6 +25,7 @@ from explorer.check import (
     overview_table,
     report_html,
 )
+from explorer.check.report import summary
 from explorer.curvature.registry import CURVATURES
 from explorer.plugins import PluginReport, load_plugin_file
 from explorer.server import views
@@ -190,9 +191,45 @@ def stochastic_note(key: str) -> str | None:
     )
 
 
+#: The report's sections that start open on the page.
+OPEN_SECTIONS = ("Verdicts", "Preconditioner quality")
+
+#: A verdict's status as a coloured Markdown badge.
+BADGES = {"pass": "green", "fail": "red", "skipped": "gray"}
+
+
+def verdict_badges(chips: list[tuple[str, str, str]]) -> str:
+    """``(name, status, title)`` per verdict as one line of Markdown badges."""
+    return " ".join(
+        f":{BADGES.get(status, 'gray')}-badge[{name}: {status}]"
+        for name, status, _ in chips
+    )
+
+
+def show_headline(report: CheckReport) -> None:
+    """Per curvature: the nearest reference (the headline), the verdicts as badges
+    and the small-multiples figure of the relative error.
+    """
+    for curvature in report.curvatures:
+        card = summary(curvature)
+        if card.nearest:
+            sentence = card.nearest[:1].upper() + card.nearest[1:]
+            st.markdown(f"#### {card.label} (`{card.key}`): {sentence}")
+        else:
+            st.markdown(f"#### {card.label} (`{card.key}`)")
+        st.markdown(verdict_badges(card.chips))
+        if card.coverage:
+            st.caption(card.coverage)
+        if card.figure is not None:
+            st.plotly_chart(
+                card.figure, width="stretch", key=f"check-{card.key}-summary"
+            )
+
+
 def show_report(result: dict[str, Any]) -> None:
-    """Verdicts, sections (tables and figures) and the two downloads."""
+    """Headline, verdicts, sections (tables and figures) and the two downloads."""
     report: CheckReport = result["report"]
+    show_headline(report)
     for curvature in report.curvatures:
         note = stochastic_note(curvature.key)
         if note is not None:
@@ -221,7 +258,8 @@ def show_report(result: dict[str, Any]) -> None:
     )
     for curvature in report.curvatures:
         for section in curvature_sections(curvature, report.settings.damping):
-            with st.expander(section.title, expanded=section.title == "Verdicts"):
+            expanded = section.title in OPEN_SECTIONS
+            with st.expander(section.title, expanded=expanded):
                 if section.text:
                     st.caption(section.text)
                 for caption, frame in section.tables:

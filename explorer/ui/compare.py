@@ -232,7 +232,9 @@ def explanations(experiment: Experiment) -> list[str]:
     if "hessian" in curvatures:
         notes.append(
             "Newton uses the exact Hessian, which can be indefinite away from a "
-            "minimum: the run then stops with a status naming the remedy (more "
-            f"damping, or a PSD curvature). {theory_link('hessian')}"
+            "minimum: by default its damping λ is then raised past the most negative "
+            "eigenvalue and the step retried, as damped Newton does (the results "
+            "say at how many steps); on_indefinite='stop' stops the run instead. "
+            f"{theory_link('hessian')}"
         )
     return notes

@@ -155,6 +155,13 @@ def status_messages(job: ComparisonJob) -> None:
     for label, error in job.failures().items():
         st.error(f"**{label}** could not run: {error}")
     for label, history in job.histories().items():
+        raised = int(sum(x for x in history.column("indefinite") if x == x))
+        if raised:
+            st.info(
+                f"**{label}** met an indefinite curvature at {raised} step(s) and went "
+                "on (damping raised past the most negative eigenvalue, or a "
+                f"negative-curvature step). {theory_link('hessian', 'Why?')}"
+            )
         if history.status == "ok":
             continue
         reason = STATUS_HELP.get(history.status, history.status)

@@ -65,7 +65,13 @@ $$H = \nabla^2 h(\theta) = G + \frac1N \sum_i \sum_c [\nabla_z L(y_i,z_i)]_c\, \
 
 Exact second derivatives. Away from a minimum it can be **indefinite**: then
 $H + \lambda I$ may have no positive-definite solve, and a Newton step can point uphill.
-The explorer says so and suggests more damping or a PSD curvature.
+Damped Newton then raises $\lambda$ past the most negative eigenvalue,
+$\lambda' = \max(\lambda/\omega,\ -\lambda_{\min}(H) + 0.1\,|\lambda_{\min}(H)|)$, and retries
+(the `newton` rule's default, recorded per step in the history's `indefinite` column);
+`on_indefinite="negative_curvature"` instead steps along the eigenvector $v$ of
+$\lambda_{\min} < 0$, $\delta = -\alpha\,(g^\top v / |\lambda_{\min}|)\, v$ (saddle-free
+Newton on that direction), and `"stop"` stops with the remedy (more damping, or a PSD
+curvature).
 """,
     ),
     Section(

@@ -27,20 +27,26 @@ import explorer as ex
 from explorer.curvature.mlp import mlp_layers
 from explorer.problems.base import Batch, Problem
 from tests.cases import CASES, by_name, ids
+from tests.diagonal_references import gnb_ref, hutchinson_ref
 from tests.references import (
     REFERENCES,
     ef_ref,
     full,
     output_fisher_ref,
     relative_error,
+    shampoo_ref,
 )
 
 TOLERANCE = 1e-10
 GENERATOR_SEED = 11
 
-#: Built-in curvatures that cannot have a brute-force reference, with the reason.
-#: Empty today: every built-in one has a reference below.
-NO_REFERENCE: dict[str, str] = {}
+#: Built-in curvatures that cannot have a brute-force reference here, with the reason.
+NO_REFERENCE: dict[str, str] = {
+    "ekfac": "EKFAC's eigenbasis is K-FAC's, unique only where K-FAC's factors have "
+    "distinct eigenvalues: tests/curvature/test_ekfac.py checks it block by block "
+    "against diag(Qᵀ F Q) of the brute-force Fisher and against curvlinops' "
+    "EKFACLinearOperator",
+}
 
 BUILTIN = [
     key
@@ -134,6 +140,11 @@ COMPOSED: dict[str, Reference] = {
         problem, theta, batch, generator
     ),
     "kfac": lambda problem, theta, batch, generator: kfac_ref(problem, theta, batch),
+    "shampoo": lambda problem, theta, batch, generator: shampoo_ref(
+        problem, theta, batch
+    ),
+    "sophia_gnb": gnb_ref,
+    "adahessian": hutchinson_ref,
 }
 
 

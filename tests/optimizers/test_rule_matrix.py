@@ -24,16 +24,10 @@ OPTIONS = {
 }
 
 #: Pairs that stop early by design: the status and why.
+#: (Newton raises λ past the most negative eigenvalue of an indefinite H by default,
+#: so it runs on; the GGN aliases keep stopping, where the GGN is the one at fault.)
 EXPECTED = {
-    ("newton", "tiny_tanh"): ("indefinite", "H has a negative eigenvalue at θ₀"),
-    ("newton", "moons_mlp"): ("indefinite", "H of a tanh network is indefinite"),
-    ("newton", "digits_mlp"): ("indefinite", "H of a tanh network is indefinite"),
-    ("newton", "digits_autoencoder"): ("indefinite", "H is indefinite"),
-    ("newton", "mnist1d_mlp"): ("indefinite", "H of a ReLU network is indefinite"),
-    ("newton", "mnist_cnn"): ("indefinite", "H of a tanh CNN is indefinite"),
-    ("newton", "tiny_transformer"): ("indefinite", "H of attention is indefinite"),
     # the (μ, log σ²) Gaussian is not convex in the outputs: G is indefinite too
-    ("newton", "heteroscedastic_1d"): ("indefinite", "H is indefinite"),
     ("gauss_newton", "heteroscedastic_1d"): ("indefinite", "G is indefinite"),
     ("precondition", "heteroscedastic_1d"): ("indefinite", "G is indefinite"),
 }
@@ -117,7 +111,10 @@ def test_every_selectable_curvature_is_an_optimizer():
         device="cpu",
     )
     for key, history in histories.items():
-        if key in ("hessian", "diag_hessian"):  # tanh networks: H indefinite
+        # not declared PSD (the Hessian, its exact or Hutchinson diagonal): a tanh
+        # network's H is indefinite, so precondition may stop (its on_indefinite
+        # default); the PSD curvatures must run and lower the loss
+        if not ex.CURVATURES[key].psd:
             assert history.status in ("ok", "indefinite"), history.message
             continue
         assert history.status == "ok", (key, history.message)

@@ -290,7 +290,8 @@ def test_hessian_free_is_warm_started_truncated_cg():
 
 def test_newton_cg_negative_curvature_error_or_truncate():
     # tiny_tanh near the saddle at the origin: H is indefinite, the GGN is not
-    common = {"damping": 1e-6, "damping_adaptation": "fixed", "solver": "cg"}
+    common = {"damping": 1e-6, "damping_adaptation": "fixed", "solver": "cg",
+              "on_indefinite": "stop"}  # fmt: skip
     options = {"theta0": (0.05, 0.05)}
     stopped = ex.run(
         ex.RunConfig("tiny_tanh", options, "newton", common, steps=3, device="cpu")

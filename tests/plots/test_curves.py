@@ -116,7 +116,7 @@ def _point(step, ok=True, size=3):
         generalized=values / 2,
         matrix=torch.diag(values),
         reference_matrix=torch.eye(size, dtype=torch.float64),
-        metrics=lambda: metrics,
+        row=lambda: metrics,
     )
 
 

@@ -173,8 +173,8 @@ def test_a_sampled_estimator_is_explained_not_called_a_scale_bug():
     at = _run_battery(at, "fisher_mc", steps=2)
     notes = " ".join(info.value for info in at.info)
     assert "is a stochastic estimator" in notes
-    assert "spread of the estimate, not a scale error" in notes
-    assert "1/√samples" in notes
+    assert "judges it as an estimator" in notes
+    assert "shrink like 1/√draws" in notes
     # and no verdict on the page calls one random draw a scale bug
     text = " ".join(str(frame.value.to_dict()) for frame in at.dataframe)
     assert "Scale" in text

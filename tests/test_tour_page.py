@@ -46,6 +46,7 @@ def test_lists_every_claim_without_running_anything():
         "C6",
         "C7",
         "QM",
+        "PC",
     ]
     titles = {s.value for s in at.subheader}
     assert titles == {preset.title for preset in PRESETS.values()}

@@ -462,7 +462,10 @@ class CheckReport:
                 value = "" if math.isnan(v.measured) else f"{v.measured:.4g}"
                 where = f" at {v.where}" if v.where else ""
                 if v.status == SKIPPED:
-                    shown = f"; measured {value}{where}" if value else f" ({v.detail})"
+                    if value:
+                        shown = f"; measured {value}{where}"
+                    else:
+                        shown = f" ({v.detail})" if v.detail else ""
                     lines.append(f"  SKIPPED {v.title}: {v.why}{shown}")
                     continue
                 text = (

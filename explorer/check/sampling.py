@@ -18,6 +18,11 @@ For an unbiased estimator :math:`E[e(k)^2] = e(1)^2 / k`; for one with bias b,
 ``unbiased_slack`` (2: a draw of the error rarely exceeds twice its root mean
 square). With k = 8 and c = 2 a bias fails once :math:`b^2 > 0.75\,v`: it is larger
 than the spread of one draw.
+
+A point whose k-draw mean misses that bound or the scale tolerance gets more
+draws (doubling, up to ``sampled_draws_max``) before it is judged: a heavy-tailed
+estimator's few draws can all miss the rare events that carry its expectation,
+and then both e(k) and the estimated e(1) are wrong together.
 """
 
 from __future__ import annotations

@@ -117,6 +117,9 @@ class CheckSettings:
         timing_repeats: Repeats per timed operation (the median is reported).
         sampled_draws: k, the independent draws of a sampled curvature (their
             mean is judged; 1 judges one draw and skips ``unbiased``).
+        sampled_draws_max: Where the mean of k draws misses the ``unbiased``
+            bound or the scale, the draws are doubled up to this many before the
+            point is judged (a bias must survive more evidence).
         unbiased_slack: c in e(k) ≤ max(tol, c · e(1)/√k).
         coverage_tol: A parameter's rows count as zero below this fraction of ‖C‖_F.
         nearest_keys: Candidates of the nearest reference (None: every key of
@@ -142,6 +145,7 @@ class CheckSettings:
     dense_max_params: int = 2000
     timing_repeats: int = 5
     sampled_draws: int = 8
+    sampled_draws_max: int = 64
     unbiased_slack: float = 2.0
     coverage_tol: float = 1e-12
     nearest_keys: tuple[str, ...] | None = None
@@ -160,6 +164,7 @@ class CheckSettings:
             "dense_max_params": self.dense_max_params >= 1,
             "timing_repeats": self.timing_repeats >= 1,
             "sampled_draws": 1 <= self.sampled_draws <= 1000,
+            "sampled_draws_max": self.sampled_draws <= self.sampled_draws_max <= 10_000,
             "unbiased_slack": self.unbiased_slack >= 1,
             "coverage_tol": 0 <= self.coverage_tol < 1,
         }
@@ -195,6 +200,7 @@ class CheckSettings:
             },
             "dense_max_params": self.dense_max_params,
             "sampled_draws": self.sampled_draws,
+            "sampled_draws_max": self.sampled_draws_max,
             "nearest_keys": (
                 None if self.nearest_keys is None else list(self.nearest_keys)
             ),

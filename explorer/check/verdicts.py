@@ -351,13 +351,17 @@ def unbiased(
     """A sampled estimator's k-draw mean converges like k^(-1/2) (see
     :mod:`explorer.check.sampling`).
 
-    Judged only where the un-sampled matrix would be exact: a sampled curvature with
-    a diagonal, block-diagonal or Kronecker structure (K-FAC with sampled targets)
-    has a mean that is the structured approximation, not R: its bias is structural
-    and not a finding, so it is skipped (its numbers still shown).
+    A diagonal or block-diagonal C is held against R restricted to its structure
+    (diag R, R's blocks: :func:`~explorer.check.point.structured_reference`), which
+    an unbiased estimator of that structure converges to. A Kronecker-factored one
+    (K-FAC with sampled targets) has a mean that is a product of averaged factors,
+    a structured approximation of R whose bias is structural, not a finding: it is
+    skipped (its numbers still shown).
     """
     c, tol = settings.unbiased_slack, settings.exact_tol
-    title = "Unbiased: ‖mean of k draws − R‖ / ‖R‖ shrinks like 1/√k"
+    title = (
+        "Unbiased: ‖mean of k draws − R‖ / ‖R‖ shrinks like 1/√k (R on C's structure)"
+    )
     threshold = f"e(k) ≤ max({tol:g}, {c:g} · e(1)/√k)"
     measured = [p for p in points if p.draws > 1 and not math.isnan(p.mean_error)]
 
@@ -375,16 +379,12 @@ def unbiased(
         )
     else:
         detail = ""
-    structure = [
-        n for n in ("kronecker", "block_diagonal", "diagonal") if getattr(tags, n)
-    ]
     if not tags.sampled:
         why = "not sampled"
-    elif structure:
+    elif tags.kronecker:
         why = (
-            f"sampled, but {structure[0].replace('_', '-')}: its mean is a structured "
-            "approximation of R, so its bias is structural (judged only where the "
-            "un-sampled matrix would be exact)"
+            "sampled, but Kronecker-factored: its mean is a product of averaged "
+            "factors, a structured approximation of R, so its bias is structural"
         )
     elif role == "default":
         why = "sampled, but no reference declared"

@@ -153,6 +153,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
             help=f"Verdict threshold: {help_text} (default {value:g}).",
         )
     parser.add_argument(
+        "--sampled-draws-max",
+        default=defaults.sampled_draws_max,
+        help="Where the mean of --sampled-draws draws looks biased or off scale, "
+        f"draw more, doubling up to this many (default {defaults.sampled_draws_max}).",
+        **number,
+    )
+    parser.add_argument(
         "--sampled-draws",
         default=defaults.sampled_draws,
         help="Independent draws of a sampled curvature; their mean is judged "
@@ -271,6 +278,7 @@ def settings_from_args(args: argparse.Namespace):
         exact_tol=args.exact_tol,
         dense_max_params=args.dense_max_params,
         sampled_draws=args.sampled_draws,
+        sampled_draws_max=max(args.sampled_draws_max, args.sampled_draws),
         unbiased_slack=args.unbiased_slack,
         precision=not args.no_precision,
     )

@@ -61,8 +61,8 @@ _("fisher", S(FisherOperator, color="#2ca02c", theory="fisher"))
 _("fisher_mc", S(MCFisherOperator, color="#98df8a", theory="fisher"))
 _("ef", S(EmpiricalFisherOperator, color="#ff7f0e", theory="ef"))
 _("kfac", S(KFACOperator, color="#9467bd", theory="kfac"))
-_("ekfac", S(EKFACOperator, color="#c5b0d5", theory="kfac"))
-_("shampoo", S(ShampooOperator, color="#c49c94", theory="kfac"))
+_("ekfac", S(EKFACOperator, color="#c5b0d5", theory="preconditioners"))
+_("shampoo", S(ShampooOperator, color="#c49c94", theory="preconditioners"))
 _("diag_ggn", S(diagonal_of("ggn", "GGN", "ggn"), color="#aec7e8", theory="kfac"))
 _(
     "diag_fisher",
@@ -76,8 +76,11 @@ _(
     "diag_hessian",
     S(diagonal_of("hessian", "Hessian", "hessian"), color="#ff9896", theory="kfac"),
 )
-_("sophia_gnb", S(SophiaGNBOperator, color="#9c9ede", theory="kfac"))
-_("adahessian", S(HutchinsonDiagonalOperator, color="#e7ba52", theory="kfac"))
+_("sophia_gnb", S(SophiaGNBOperator, color="#9c9ede", theory="preconditioners"))
+_(
+    "adahessian",
+    S(HutchinsonDiagonalOperator, color="#e7ba52", theory="preconditioners"),
+)
 _("block_ggn", S(blocks_of("ggn", "GGN", "ggn"), color="#393b79", theory="kfac"))
 _(
     "block_fisher",

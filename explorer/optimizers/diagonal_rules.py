@@ -525,6 +525,7 @@ SOPHIA = RuleSpec(
     family=FIRST_ORDER,
     reference="Liu, Li, Hall, Liang & Ma 2023 (Sophia), Algorithm 3",
     color="#8ca252",
+    theory="preconditioners",
 )
 ADAHESSIAN = RuleSpec(
     key="adahessian",
@@ -540,6 +541,7 @@ ADAHESSIAN = RuleSpec(
     family=FIRST_ORDER,
     reference="Yao, Gholami, Shen, Mustafa, Keutzer & Mahoney 2021 (AdaHessian)",
     color="#d6616b",
+    theory="preconditioners",
 )
 MUON = RuleSpec(
     key="muon",
@@ -557,4 +559,5 @@ MUON = RuleSpec(
     family=FIRST_ORDER,
     reference="Jordan et al. 2024 (Muon); Liu et al. 2025 (Muon is scalable)",
     color="#7b4173",
+    theory="preconditioners",
 )

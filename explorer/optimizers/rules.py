@@ -394,6 +394,7 @@ ALIASES = (
         "that basis; as K-FAC, factors from sampled targets and LM damping every 5 "
         "steps (α = lr = 1: with an exact solve the quadratic model's α* is 1).",
         reference="George et al. 2018",
+        theory="preconditioners",
         curvature_defaults={"output_factor": "mc"},
         lm_interval=5,
     ),
@@ -405,6 +406,7 @@ ALIASES = (
         "curvature (Gauss-Newton on the layer outputs); λ fixed, relative to A's "
         "scale, not the Fisher's.",
         reference="Benzing 2022",
+        theory="preconditioners",
         curvature_defaults={"output_factor": "identity", "damping_mode": "exact"},
         color="#dbdb8d",
         damping_adaptation="fixed",

@@ -477,6 +477,7 @@ SHAMPOO = RuleSpec(
     ),
     reference="Gupta, Koren & Singer 2018; Shi et al. 2023 (Distributed Shampoo)",
     color="#c49c94",
+    theory="preconditioners",
 )
 
 SOAP = RuleSpec(
@@ -491,4 +492,5 @@ SOAP = RuleSpec(
     ),
     reference="Vyas et al. 2024",
     color="#ad494a",
+    theory="preconditioners",
 )

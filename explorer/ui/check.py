@@ -178,16 +178,15 @@ def stochastic_note(key: str) -> str | None:
     if spec is None or not spec.tags().sampled:
         return None
     return (
-        f"**{spec.label} is a stochastic estimator.** Each time it is built it "
-        "draws random labels from the model's own predictions and averages their "
-        "gradient outer products. Averaged over many draws it equals its reference "
-        "exactly; any single draw is off by a random amount, most where the model is "
-        "confident (a sampled label then rarely falls on an unlikely class, so the "
-        "draw misses that class's curvature). One draw's trace ratio can therefore "
-        "land outside the tolerance band with nothing wrong: that is the spread of "
-        "the estimate, not a scale error. To tell the two apart, raise its "
-        "`samples` (the spread shrinks like 1/√samples) or look at many draws: a "
-        "real bug stays off on average."
+        f"**{spec.label} is a stochastic estimator.** Each time it is built it draws "
+        "at random (labels from the model's own predictions, or probe vectors), so "
+        "any single draw is off by a random amount, most where the model is "
+        "confident (a sampled label then rarely falls on an unlikely class). The "
+        "battery therefore judges it as an estimator: its scale and nearest reference "
+        "come from the mean of several independent draws (more where that mean still "
+        "looks off), and the *unbiased* verdict asks that the mean's error shrink like "
+        "1/√draws; the spread of one draw is reported, not failed. A real bug stays "
+        "off on average."
     )
 
 

@@ -153,6 +153,42 @@ with $\pi^2 = (\operatorname{tr} A/\dim A)/(\operatorname{tr} S/\dim S)$.
 """,
     ),
     Section(
+        "Today's preconditioners and the matrices they imply",
+        "preconditioners",
+        r"""
+Optimizers people train with estimate a curvature without naming it; each has an
+implied matrix the explorer holds against the exact ones (the check battery names
+the **nearest reference** $R$ and the scale $\alpha$ of $C \approx \alpha R$).
+
+- **Shampoo** (Gupta et al. 2018): per weight matrix $G$,
+  $L \mathrel{+}= GG^\top$, $R \mathrel{+}= G^\top G$, direction $L^{-1/4} G R^{-1/4}$,
+  i.e. $(L \otimes R)^{-1/4}\,\mathrm{vec}\,G$. The curvature `shampoo` is
+  $C = (L \otimes R)/\operatorname{tr} L$ from per-example gradients ("Shampoo²",
+  Morwani et al. 2025): it has each exact block's trace and is within a few per cent of
+  the best Kronecker product of that block.
+- **SOAP** (Vyas et al. 2024): Adam run in the eigenbasis $Q_L, Q_R$ of Shampoo's
+  factors.
+- **EKFAC** (George et al. 2018): K-FAC's eigenbasis $Q_S \otimes Q_A$ with the exact
+  second moments $\mathrm{diag}(Q^\top F_\ell Q)$ as eigenvalues: never farther from
+  the Fisher block than K-FAC.
+- **FOOF** (Benzing 2022): K-FAC with $S = I$, the step $G(A + \lambda I)^{-1}$; its
+  scale is $\operatorname{tr} C = d_{\text{out}} \operatorname{tr} A$, not the Fisher's.
+- **Sophia** (Liu et al. 2023): $\hat d = B\,\hat g \odot \hat g$ at targets sampled from
+  the model has $\mathbb{E}[\hat d] = \operatorname{diag} F$ (the score has mean zero), a
+  Gauss-Newton diagonal, not the Hessian's; the step clips
+  $m / \max(\gamma h, \epsilon)$ to $[-1, 1]$.
+- **AdaHessian** (Yao et al. 2021): Hutchinson's
+  $\mathbb{E}[z \odot Hz] = \operatorname{diag} H$, averaged over each convolution
+  kernel's spatial block; indefinite like $H$.
+- **Muon** (Jordan et al. 2024): momentum $M$ orthogonalized,
+  $O = (MM^\top)^{-1/2} M$ (Newton–Schulz): Shampoo's left factor on the momentum's own
+  Gram matrix with $R = I$, not a curvature in the Fisher/GGN sense.
+
+Sampled estimators are judged as estimators: the mean of $k$ draws must approach $R$
+like $k^{-1/2}$.
+""",
+    ),
+    Section(
         "Spectra and landscapes",
         "spectra",
         r"""

@@ -9,13 +9,17 @@ from explorer.ui.plugins import load_app_plugins
 
 st.title("Check your approximation")
 st.markdown(
-    "Bring your own curvature: register it with `@ex.register_curvature` in a "
-    "plugin file, and this battery measures it against a reference on small problems "
-    "at points along a short natural-gradient run: symmetry, positive "
-    "semi-definiteness, scale (trace ratio), relative Frobenius error, the cosine of "
-    "the damped preconditioned directions, spectra, generalized spectra, the cost of "
-    "a product, and a race as an optimizer. Only *declared* properties pass or fail. "
-    "The same report comes from `python -m explorer check my_plugin.py`."
+    "Bring your own curvature (or preconditioner): register it with "
+    "`@ex.register_curvature` in a plugin file, and this battery first says *which "
+    "matrix it behaves like*, fitting it as α·R to the Hessian, GGN, Fisher, "
+    "empirical Fisher, their diagonals and K-FAC, then measures it against its "
+    "reference on small problems at points along a short natural-gradient run: "
+    "symmetry, positive semi-definiteness, scale (trace ratio), coverage of every "
+    "parameter, relative Frobenius error, the cosine of the damped preconditioned "
+    "directions, spectra, generalized spectra and the condition number they imply, "
+    "Kronecker efficiency, the cost of a product, and a race as an optimizer. Only "
+    "*declared* properties pass or fail; a sampled estimator is judged on the mean of "
+    "several draws. The same report comes from `python -m explorer check my_plugin.py`."
 )
 reports = load_app_plugins(str(Path(__file__).parents[1] / "plugins"))
 ui.show_plugin_reports(reports)

@@ -132,8 +132,7 @@ def measure_sophia_estimator(setup: Setup) -> Measured:
         "errors": errors,
         "estimate": estimate,
         "diagonals": {
-            key: references[key].diagonal()
-            for key in ("diag_ggn", "diag_hessian", "diag_ef")
+            key: references[key].diagonal() for key in ("diag_ggn", "diag_hessian")
         },
         "label": problem.label,
     }
@@ -164,39 +163,46 @@ def draw_sophia_estimator(setup: Setup, measured: Measured) -> Figures:
     ]
     residuals = plots.curves_figure(
         curves,
-        title=f"{measured['label']}: residual ‖d − αR‖/‖d‖ of the mean of k GNB "
-        "draws against each reference",
+        title=f"{measured['label']}: residual ‖d − αR‖/‖d‖ of the k-draw mean "
+        "(the GGN and the Fisher coincide)",
         x_title="draws k",
         y_title="relative residual",
         log="xy",
     )
+    residuals.update_xaxes(tickvals=draws, ticktext=[str(k) for k in draws])
     estimate = measured["estimate"]
-    order = torch.argsort(measured["diagonals"]["diag_ggn"], descending=True)
+    diagonals = measured["diagonals"]
+    order = torch.argsort(diagonals["diag_ggn"], descending=True)
     index = list(range(1, len(order) + 1))
+    # the Hessian's diagonal first (underneath), the GGN's last (on top)
     curves = [
         plots.Curve(
-            WORDS.get(key, key),
+            WORDS["diag_hessian"],
             index,
-            diagonal[order].tolist(),
-            plots.curvature_color(key),
+            diagonals["diag_hessian"][order].tolist(),
+            plots.curvature_color("diag_hessian"),
             "solid",
-        )
-        for key, diagonal in measured["diagonals"].items()
-    ]
-    curves.append(
+        ),
         plots.Curve(
             f"Sophia's estimate, k = {measured['draws'][-1]}",
             index,
             estimate[order].tolist(),
             plots.curvature_color("sophia_gnb"),
             "dot",
-        )
-    )
+        ),
+        plots.Curve(
+            WORDS["diag_ggn"],
+            index,
+            diagonals["diag_ggn"][order].tolist(),
+            plots.curvature_color("ggn"),
+            "solid",
+        ),
+    ]
     against = plots.curves_figure(
         curves,
-        title="Diagonal entries, sorted by the GGN's (the Hessian's may be "
-        "negative: not drawn on the log axis)",
-        x_title="parameter (rank of its GGN diagonal)",
+        title="Diagonal entries, sorted by the GGN's (the Hessian's negative "
+        "entries are not drawn on the log axis)",
+        x_title="parameter (rank of its GGN diagonal entry)",
         y_title="diagonal entry",
         log="y",
     )
@@ -227,25 +233,30 @@ def measure_shampoo_factors(setup: Setup) -> Measured:
     shampoo = curvature("shampoo", problem, theta)
     kfac = curvature("kfac", problem, theta, separate_weight_and_bias=True)
     blocks = problem.blocks()
-    mine = kronecker_efficiency(
-        ggn, _weight_blocks(shampoo.kronecker_factors()), blocks
-    )
-    theirs = kronecker_efficiency(ggn, _weight_blocks(kfac.kronecker_factors()), blocks)
-    names = list(mine)
+    weights = _weight_blocks(shampoo.kronecker_factors())
+    kfac_weights = _weight_blocks(kfac.kronecker_factors())
+    # both list the weight matrices in θ order, so their entries pair up by position
+    mine = list(kronecker_efficiency(ggn, weights, blocks).values())
+    theirs = list(kronecker_efficiency(ggn, kfac_weights, blocks).values())
+    names = [
+        f"{t.name} ({t.rows}×{t.cols})"
+        for t in shampoo.tensors
+        if t.rows > 1 and t.cols > 1
+    ]
     errors = {
-        "best Kronecker product": [mine[n]["best"] for n in names],
-        "Shampoo² (L ⊗ R / tr L)": [mine[n]["achieved"] for n in names],
-        "K-FAC (S ⊗ A)": [theirs[n]["achieved"] for n in names],
+        "best Kronecker product": [m["best"] for m in mine],
+        "Shampoo² (L ⊗ R / tr L)": [m["achieved"] for m in mine],
+        "K-FAC (S ⊗ A)": [m["achieved"] for m in theirs],
     }
     traces = []
-    for block in _weight_blocks(shampoo.kronecker_factors()):
+    for block in weights:
         exact = ggn[block.indices][:, block.indices]
         traces.append(float(block.left.trace() * block.right.trace() / exact.trace()))
-    first = _weight_blocks(shampoo.kronecker_factors())[0]
+    first = weights[0]
     measurements = (
         Measurement(
             "min Kronecker efficiency of Shampoo² (best error / its error)",
-            min(mine[n]["efficiency"] for n in names),
+            min(m["efficiency"] for m in mine),
             low=0.9,
             meaning="Per layer, Shampoo²'s error is within a few per cent of the "
             "best any Kronecker product can reach: its factors are one power "
@@ -253,7 +264,7 @@ def measure_shampoo_factors(setup: Setup) -> Measured:
         ),
         Measurement(
             "min Kronecker efficiency of K-FAC's factors",
-            min(theirs[n]["efficiency"] for n in names),
+            min(m["efficiency"] for m in theirs),
             high=0.8,
             meaning="K-FAC's factors assume inputs and back-propagated signals are "
             "independent; where they are not, its error is well above the optimum.",
@@ -277,7 +288,8 @@ def measure_shampoo_factors(setup: Setup) -> Measured:
         "label": problem.label,
     }
     notes = (
-        "Per weight matrix (error = ‖C_l − G_l‖_F/‖G_l‖_F): "
+        "Per weight matrix, the relative Frobenius error against its exact GGN "
+        "block: "
         + "; ".join(
             f"{name}: best {errors['best Kronecker product'][i]:.3g}, Shampoo² "
             f"{errors['Shampoo² (L ⊗ R / tr L)'][i]:.3g}, K-FAC "
@@ -312,7 +324,7 @@ def draw_shampoo_factors(setup: Setup, measured: Measured) -> Figures:
         y_title="‖C<sub>l</sub> − G<sub>l</sub>‖<sub>F</sub> / "
         "‖G<sub>l</sub>‖<sub>F</sub>",
     )
-    per_layer.update_xaxes(tickvals=layers, ticktext=[f"layer {n}" for n in names])
+    per_layer.update_xaxes(tickvals=layers, ticktext=names)
     first = measured["matrices"]
     error = relative_error(first["Shampoo² block"], first["G (GGN block)"])
     matrices = plots.matrices_figure(

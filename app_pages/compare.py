@@ -10,8 +10,10 @@ st.title("Compare optimizers")
 st.markdown(
     "Run several optimizers on the same problem, data, seed and initialization. "
     "Curvature methods take damped steps δ = −α(C + λI)⁻¹g with C the Fisher, the "
-    "Gauss-Newton matrix, the Hessian, K-FAC, the empirical Fisher or any registered "
-    "curvature. The URL holds the whole configuration: copy it to share the experiment."
+    "Gauss-Newton matrix, the Hessian, K-FAC, EKFAC, the empirical Fisher or any "
+    "registered curvature; today's preconditioners (Shampoo, SOAP, Sophia, AdaHessian, "
+    "Muon) run beside them with their own state. The URL holds the whole "
+    "configuration: copy it to share the experiment."
 )
 state.engine_or_stop()
 for warning in state.ensure_seeded(st.query_params.to_dict()):

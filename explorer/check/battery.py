@@ -231,9 +231,9 @@ class _ProblemRun:
             "num_examples": self.problem.num_examples,
             "reference": reference,
         }
-        reason = RULES["precondition"].incompatibility(
-            self.problem, {"curvature": key, **options}
-        )
+        # whether C can be built here (a preconditioner plugin cannot drive the race,
+        # which then says so, but is still measured)
+        reason = CURVATURES[key].incompatibility(self.problem, options)
         if reason:
             return ProblemResult(**base, points=(), notes=(f"skipped: {reason}",))
         refs = self.references(reference)

@@ -174,6 +174,13 @@ class RuleSpec:
             return None
         resolved = self.resolve(given)
         spec = self.curvature_spec(resolved)
+        if getattr(spec.build, "inverse", False):
+            return (
+                f"curvature {spec.key!r} is registered as a preconditioner P ≈ C⁻¹ "
+                "(inverse=True); a damped curvature step needs C itself, so it cannot "
+                "drive this rule (the check battery judges it as P⁻¹). Register C, or "
+                "use another curvature."
+            )
         _, _, curvature_options = self.split(resolved)
         reason = spec.incompatibility(problem, curvature_options)
         if reason is None and resolved["ema"] > 0:

@@ -296,3 +296,17 @@ def test_a_heavy_tailed_estimator_gets_more_draws_before_it_is_judged():
     assert max(draws) > settings.sampled_draws, draws  # extended somewhere
     assert result.nearest_reference.key == "diag_ggn"  # its mean is diag(G)
     assert result.nearest_reference.scale == pytest.approx(1.0, abs=0.15)
+
+
+def test_a_preconditioner_plugin_is_refused_as_a_curvature_step_with_the_reason(
+    plugins,
+):
+    # (P + λI)⁻¹g would be silently wrong for a P ≈ C⁻¹: the rule says why instead,
+    # and the battery's race records that, while every verdict is still measured
+    problem = ex.problem("moons_mlp", num_samples=80, hidden=(6,))
+    reason = ex.RULES["precondition"].incompatibility(
+        problem, {"curvature": "t_exact_preconditioner"}
+    )
+    assert reason is not None and "inverse=True" in reason
+    result = plugins.result("t_exact_preconditioner")
+    assert result.problems[0].points, "measured although it cannot drive the rule"

@@ -80,6 +80,22 @@ def test_gauss_newton_steps_by_hand():
     assert all(math.isnan(r) for r in history.column("rho"))
 
 
+def test_ekfac_steps_by_hand():
+    """θ ← θ − α (C_EKFAC + λI)⁻¹ g with C rebuilt at every iterate (exact output
+    factors, fixed λ): the EKFAC rule is the damped step on the EKFAC curvature.
+    """
+    options = {"num_samples": 60, "hidden": (5,)}
+    history, problem = run(
+        "moons_mlp", "ekfac", 3, options, lr=0.5, damping=0.05,
+        damping_adaptation="fixed", output_factor="exact",
+    )  # fmt: skip
+    theta = problem.theta0.clone()
+    for k in range(1, 4):
+        dense = ex.curvature("ekfac", problem, theta, output_factor="exact").dense()
+        theta = theta - 0.5 * damped_solve(dense, problem.grad(theta), 0.05)
+        assert close(history.trajectory[k], theta, 1e-9)
+
+
 def test_optimal_step_size_with_momentum_by_hand():
     """v ← μv + p, α* = gᵀv / vᵀ(F + λI)v, θ ← θ − α* v."""
     history, problem = run(

@@ -344,8 +344,18 @@ def precision_table(result: CurvatureResult) -> pd.DataFrame:
     for problem in result.problems:
         precision = getattr(problem, "precision", None)
         if precision:
-            rows.append({"problem": problem.problem, **precision})
+            row = {"problem": problem.problem}
+            row.update({PRECISION_COLUMNS.get(k, k): v for k, v in precision.items()})
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: The precision dict's keys as column headers.
+PRECISION_COLUMNS = {
+    "relative_difference": "‖C₃₂ − C₆₄‖ / ‖C₆₄‖",
+    "residual_float64": "nearest-reference residual, float64",
+    "residual_float32": "nearest-reference residual, float32",
+}
 
 
 def preconditioner_section(result: CurvatureResult, damping: float) -> Section | None:

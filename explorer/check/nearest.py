@@ -44,7 +44,20 @@ NEAREST_KEYS: tuple[str, ...] = (
     "diag_fisher",
     "diag_ef",
     "kfac",
+    "kfac_empirical",
 )
+
+#: Candidates that are a registered curvature with options: key -> (curvature,
+#: options, label). K-FAC of the empirical Fisher names an "empirical K-FAC",
+#: which the plain candidates would call K-FAC (the Kronecker structure, not the
+#: labels, dominates its distance to the full matrices).
+CANDIDATE_VARIANTS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "kfac_empirical": (
+        "kfac",
+        {"output_factor": "empirical"},
+        "K-FAC of the empirical Fisher",
+    ),
+}
 
 #: Residuals closer than this to the smallest one are ties (rounding of equal
 #: matrices, e.g. the GGN and the Fisher of a matching loss).
@@ -63,6 +76,7 @@ WORDS = {
     "diag_fisher": "the Fisher's diagonal",
     "diag_ef": "the empirical Fisher's diagonal",
     "kfac": "K-FAC",
+    "kfac_empirical": "K-FAC of the empirical Fisher",
 }
 
 
@@ -117,6 +131,21 @@ class NearestReference:
         }
 
 
+def candidate_label(key: str) -> str:
+    """A candidate's label: its variant's, its curvature's, or the key."""
+    if key in CANDIDATE_VARIANTS:
+        return CANDIDATE_VARIANTS[key][2]
+    return CURVATURES[key].label if key in CURVATURES else key
+
+
+def candidate_curvature(key: str) -> tuple[str, dict[str, Any]]:
+    """(curvature key, options) that build candidate ``key``."""
+    if key in CANDIDATE_VARIANTS:
+        base, options, _ = CANDIDATE_VARIANTS[key]
+        return base, dict(options)
+    return key, {}
+
+
 def fit(matrix: Tensor, reference: Tensor) -> tuple[float, float]:
     """(α, r) of C ≈ αR from the dense matrices (r = 1 for R = 0, NaN for C = 0).
 
@@ -164,7 +193,7 @@ def rank(
     keys = sorted(finite, key=order)
     candidates = tuple((k, finite[k][0], finite[k][1]) for k in keys)
     key = keys[0]
-    label = CURVATURES[key].label if key in CURVATURES else key
+    label = candidate_label(key)
     return NearestReference(key, label, *finite[key], candidates, scale_tol)
 
 

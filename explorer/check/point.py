@@ -49,6 +49,7 @@ from torch import Tensor
 from explorer.check.nearest import (
     NEAREST_KEYS,
     ProbeProducts,
+    candidate_curvature,
     fit,
     nearest_dense,
     nearest_probed,
@@ -267,16 +268,19 @@ def is_inverse(spec: CurvatureSpec) -> bool:
 
 
 def candidate_keys(settings: CheckSettings) -> tuple[str, ...]:
-    """The registered nearest-reference candidates."""
+    """The registered nearest-reference candidates (variants of registered ones
+    included).
+    """
     keys = NEAREST_KEYS if settings.nearest_keys is None else settings.nearest_keys
-    return tuple(k for k in keys if k in CURVATURES)
+    return tuple(k for k in keys if candidate_curvature(k)[0] in CURVATURES)
 
 
 def _candidate(key: str, problem: Any, theta: Tensor, settings: CheckSettings):
-    if CURVATURES[key].incompatibility(problem):
+    base, options = candidate_curvature(key)
+    if CURVATURES[base].incompatibility(problem, options):
         return None
     generator = torch.Generator(device="cpu").manual_seed(settings.seed)
-    return CURVATURES[key].build(problem, theta, generator=generator)
+    return CURVATURES[base].build(problem, theta, generator=generator, **options)
 
 
 def candidate_matrices(

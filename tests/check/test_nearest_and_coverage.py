@@ -310,3 +310,26 @@ def test_a_preconditioner_plugin_is_refused_as_a_curvature_step_with_the_reason(
     assert reason is not None and "inverse=True" in reason
     result = plugins.result("t_exact_preconditioner")
     assert result.problems[0].points, "measured although it cannot drive the rule"
+
+
+def test_an_empirical_kfac_is_named_kfac_of_the_empirical_fisher():
+    # the Kronecker structure, not the labels, dominates the distance to the full
+    # matrices (the plain candidates call it K-FAC); the variant names the labels
+    @ex.register_curvature("t_kfac_empirical", reference="fisher", psd=True)
+    def kfac_empirical(problem, theta, batch=None):
+        operator = ex.curvature(
+            "kfac", problem, theta, batch=batch, output_factor="empirical"
+        )
+        return operator.dense()
+
+    try:
+        settings = CheckSettings(problems=[MOONS], **FAST)
+        result = run_battery(["t_kfac_empirical"], settings).result("t_kfac_empirical")
+    finally:
+        ex.CURVATURES.unregister("t_kfac_empirical")
+    nearest = result.nearest_reference
+    assert nearest.key == "kfac_empirical", nearest.candidates
+    assert nearest.scale == pytest.approx(1.0, abs=1e-9)
+    assert nearest.residual < 1e-9
+    assert "K-FAC of the empirical Fisher" in nearest.sentence()
+    assert [c[0] for c in nearest.candidates].index("kfac") == 1  # K-FAC next

@@ -254,9 +254,8 @@ def negative_curvature_step(
     vanishes (exactly at a saddle), the length is that of ‖g‖ / |λ_min|, with
     the sign of a descent in curvature.
     """
-    from explorer.spectra.extreme import (
-        eigenpairs,
-    )  # lazily: spectra is a heavier layer
+    # imported here: only this rare path needs the spectra layer
+    from explorer.spectra.extreme import eigenpairs
 
     operator = ctx.curvature
     if operator is None:

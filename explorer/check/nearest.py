@@ -203,9 +203,16 @@ def nearest_dense(
     exclude: str = "",
     scale_tol: float = 1.5,
 ) -> NearestReference | None:
-    """The nearest of dense ``references`` to C (``exclude``: C's own key)."""
-    fits = {k: fit(matrix, r) for k, r in references.items() if k != exclude}
+    """The nearest of dense ``references`` to C (``exclude``: C's own key, whose
+    variants are left out too: K-FAC is not named after its own empirical form).
+    """
+    fits = {k: fit(matrix, r) for k, r in references.items() if not _own(k, exclude)}
     return rank(fits, scale_tol)
+
+
+def _own(candidate: str, exclude: str) -> bool:
+    """Whether ``candidate`` is the checked curvature ``exclude`` or its variant."""
+    return bool(exclude) and candidate_curvature(candidate)[0] == exclude
 
 
 @dataclass
@@ -227,7 +234,7 @@ def nearest_probed(
     c_squared = float(cz.pow(2).sum()) / m
     fits = {}
     for key, rz in probed.products.items():
-        if key == exclude:
+        if _own(key, exclude):
             continue
         fits[key] = fit_from_products(
             float((cz * rz).sum()) / m, c_squared, float(rz.pow(2).sum()) / m

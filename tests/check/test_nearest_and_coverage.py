@@ -11,7 +11,7 @@ import torch
 
 import explorer as ex
 from explorer.check import CheckSettings, check_plugin, run_battery
-from explorer.check.nearest import NearestReference, fit, rank
+from explorer.check.nearest import NearestReference, fit, nearest_dense, rank
 from explorer.check.sampling import draw_statistics
 from explorer.curvature.coverage import parameter_spans
 
@@ -333,3 +333,15 @@ def test_an_empirical_kfac_is_named_kfac_of_the_empirical_fisher():
     assert nearest.residual < 1e-9
     assert "K-FAC of the empirical Fisher" in nearest.sentence()
     assert [c[0] for c in nearest.candidates].index("kfac") == 1  # K-FAC next
+
+
+def test_a_checked_curvature_is_not_named_after_itself_or_its_own_variant():
+    references = {
+        "kfac": torch.eye(3, dtype=torch.float64),
+        "kfac_empirical": torch.eye(3, dtype=torch.float64),
+        "ggn": torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)),
+    }
+    matrix = torch.eye(3, dtype=torch.float64)
+    assert nearest_dense(matrix, references).key == "kfac"
+    assert nearest_dense(matrix, references, exclude="kfac").key == "ggn"
+    assert nearest_dense(matrix, references, exclude="ggn").key == "kfac"

@@ -63,6 +63,7 @@ from explorer.spectra import (
     lanczos,
     spectral_density,
 )
+from explorer.sweeps import SweepConfig, SweepResult, sweep
 
 __version__ = "0.1.0"
 
@@ -88,6 +89,8 @@ __all__ = [
     "RunConfig",
     "RunSettings",
     "SpectralDensity",
+    "SweepConfig",
+    "SweepResult",
     "TinyCase",
     "UnknownKeyError",
     "UpdateRule",
@@ -114,4 +117,5 @@ __all__ = [
     "run_on",
     "save_histories",
     "spectral_density",
+    "sweep",
 ]

@@ -18,6 +18,7 @@ COMMANDS = {
     "compare": "explorer.commands.compare",
     "spectra": "explorer.commands.spectra",
     "check": "explorer.commands.check",
+    "sweep": "explorer.commands.sweep",
     "bench": "explorer.commands.bench",
 }
 

@@ -1,6 +1,8 @@
 """Sweeps: the grid, serial against Dask, resume, divergence, files and bad input."""
 
 import math
+import os
+import signal
 
 import pandas as pd
 import pytest
@@ -148,3 +150,33 @@ def test_a_two_process_local_cluster_gives_the_serial_table():
         serial[columns], local[columns], check_exact=False, rtol=1e-9, atol=0
     )
     assert local["final_loss"].map(math.isfinite).all()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_sweep_loses_no_trial(tmp_path):
+    from distributed import Client, LocalCluster
+
+    config = small(rules={"natural_gradient": GRID["natural_gradient"]}, steps=30)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+    )
+    client = Client(cluster)
+    pids = client.run(os.getpid)  # {worker address: its process id}
+    killed = []
+
+    def progress(done, total, row):
+        if not killed:  # after the first result, crash one worker process (SIGKILL)
+            victim = sorted(pids)[0]
+            os.kill(pids[victim], signal.SIGKILL)
+            killed.append(victim)
+
+    try:
+        out = tmp_path / "results.parquet"
+        result = ex.sweep(config, client, out=out, progress=progress)
+    finally:
+        client.close()
+        cluster.close()
+    assert killed
+    frame = result.to_frame()
+    assert len(frame) == config.size() and set(frame.status) == {"ok"}
+    assert len(load_rows(out, config)) == config.size()  # every finished trial kept

@@ -43,15 +43,13 @@ RELATIVE_GOALS = {
     "muon": ("adam", 2.0),
 }
 
-#: Options per rule for this benchmark (none today: Newton raises its damping past
-#: the Hessian's negative eigenvalues on digits instead of stopping).
-EXTRA_OPTIONS: dict[str, dict] = {}
-
 
 def entries() -> list[dict]:
+    """Every rule with its defaults (Newton raises its damping past the Hessian's
+    negative eigenvalues on digits instead of stopping)."""
     out = []
     for key in ex.RULES:
-        options = dict(EXTRA_OPTIONS.get(key, {}))
+        options = {}
         if key == "precondition":
             options["curvature"] = "kfac"  # exact output factors (KFLR)
         out.append({"rule": key, "rule_options": options})

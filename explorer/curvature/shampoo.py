@@ -52,8 +52,6 @@ tensor's block of (C + λI)⁻¹ maps X (m × n) to U [(Uᵀ X V) ⊘ (a bᵀ + 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,7 +65,7 @@ from explorer.curvature.linearization import (
 from explorer.curvature.solvers import IndefiniteCurvatureError, require_finite
 from explorer.curvature.tags import KroneckerBlock, Requirement, Tags
 from explorer.options import Option
-from explorer.problems.base import Problem
+from explorer.problems.base import Problem, parameter_matrices
 
 GRADIENTS = ("exact", "mc", "empirical")
 
@@ -87,41 +85,13 @@ MODEL = Requirement(
 )
 
 
-def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """The m × n matrix view of a tensor: (shape[0], prod(shape[1:])); a 1-D
-    tensor (or a scalar) is a column (m, 1).
-    """
-    if len(shape) == 0:
-        return 1, 1
-    return int(shape[0]), int(math.prod(shape[1:]))
-
-
-@dataclass(frozen=True)
-class TensorBlock:
-    """One parameter tensor as an m × n matrix at ``span`` of θ (row-major)."""
-
-    name: str
-    span: slice
-    rows: int
-    cols: int
-
-
-def tensor_blocks(problem: Problem) -> tuple[TensorBlock, ...]:
-    """Every parameter tensor of ``problem`` in θ order, with its matrix view."""
-    out, offset = [], 0
-    for name, shape in zip(problem.param_names, problem.param_shapes, strict=True):
-        m, n = matrix_shape(tuple(shape))
-        out.append(TensorBlock(name, slice(offset, offset + m * n), m, n))
-        offset += m * n
-    return tuple(out)
-
-
 class ShampooOperator(CurvatureOperator):
     """Per parameter tensor (L ⊗ R) / tr L from per-example gradient matrices
     (block-diagonal across tensors; Morwani et al. 2025).
 
     Attributes:
-        tensors: The :class:`TensorBlock` of every parameter tensor.
+        tensors: The :class:`~explorer.problems.base.ParameterMatrix` of every
+            parameter tensor.
         left_factors: L per tensor (m, m).
         right_factors: R / tr L per tensor (n, n) (zero where tr L = 0).
         traces: tr L = tr R per tensor.
@@ -182,7 +152,7 @@ class ShampooOperator(CurvatureOperator):
 
     # ------------------------------------------------------------- factors
     def _setup(self) -> None:
-        self.tensors = tensor_blocks(self.problem)
+        self.tensors = parameter_matrices(self.problem)
         inputs = self.batch.inputs
         with torch.no_grad():
             outputs = self.problem.predict(self.theta, inputs)

@@ -57,7 +57,7 @@ from explorer.optimizers.options import eps_option, lr_option
 from explorer.optimizers.rules import FIRST_ORDER, RuleSpec
 from explorer.optimizers.transforms import descend, scale_by_step_size
 from explorer.options import Option
-from explorer.problems.base import Problem
+from explorer.problems.base import Problem, parameter_matrices
 
 #: Sophia's curvature estimators.
 SOPHIA_ESTIMATORS = ("gnb", "hutchinson")
@@ -411,13 +411,9 @@ def muon_matrices(problem: Problem) -> list[tuple[slice, int, int]]:
     """
     if problem.model is None:
         return []
-    out, offset = [], 0
-    for shape in problem.param_shapes:
-        numel = math.prod(shape)
-        if len(shape) >= 2:
-            out.append((slice(offset, offset + numel), shape[0], numel // shape[0]))
-        offset += numel
-    return out
+    return [
+        (t.span, t.rows, t.cols) for t in parameter_matrices(problem) if t.is_matrix
+    ]
 
 
 class MuonState(NamedTuple):

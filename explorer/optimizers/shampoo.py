@@ -62,7 +62,6 @@ Where this SOAP deviates from the paper or its reference code, deliberately:
 
 from __future__ import annotations
 
-import math
 from typing import Any, NamedTuple
 
 import torch
@@ -73,38 +72,14 @@ from explorer.optimizers.options import eps_option, lr_option
 from explorer.optimizers.rules import RuleSpec
 from explorer.optimizers.transforms import scale_by_step_size, trace
 from explorer.options import Option
-from explorer.problems.base import Problem
+from explorer.problems.base import ParameterMatrix, parameter_matrices
 
 GRAFTINGS = ("none", "sgd", "adam")
 
 
 # --------------------------------------------------------------------- layout
-class TensorView(NamedTuple):
-    """One parameter tensor at ``span`` of θ as an m × n matrix; ``matrix`` is
-    False for 1-D tensors and scalars (treated elementwise).
-    """
-
-    span: slice
-    rows: int
-    cols: int
-    matrix: bool
-
-
-def tensor_views(problem: Problem) -> tuple[TensorView, ...]:
-    """The parameter tensors of ``problem`` in θ order."""
-    out, offset = [], 0
-    for shape in problem.param_shapes:
-        size = math.prod(shape)
-        rows = int(shape[0]) if len(shape) else 1
-        out.append(
-            TensorView(slice(offset, offset + size), rows, size // rows, len(shape) > 1)
-        )
-        offset += size
-    return tuple(out)
-
-
-def _views(ctx: StepContext, theta_size: int) -> tuple[TensorView, ...]:
-    views = tensor_views(ctx.problem)
+def _views(ctx: StepContext, theta_size: int) -> tuple[ParameterMatrix, ...]:
+    views = parameter_matrices(ctx.problem)
     total = sum(v.span.stop - v.span.start for v in views)
     if total != theta_size:
         raise ValueError(
@@ -178,12 +153,12 @@ def scale_by_shampoo(
     def init(theta: Tensor) -> ShampooState:
         return ShampooState(0, None)
 
-    def fresh(view: TensorView, like: Tensor) -> ShampooTensor:
+    def fresh(view: ParameterMatrix, like: Tensor) -> ShampooTensor:
         graft = grafting == "adam"
         zeros = torch.zeros(view.span.stop - view.span.start, dtype=like.dtype)
         zeros = zeros.to(like.device)
         moments = (zeros.clone(), zeros.clone()) if graft else (None, None)
-        if not view.matrix:
+        if not view.is_matrix:
             return ShampooTensor(zeros.clone(), None, None, None, *moments)
         left = torch.zeros(view.rows, view.rows, dtype=like.dtype, device=like.device)
         right = torch.zeros(view.cols, view.cols, dtype=like.dtype, device=like.device)
@@ -201,7 +176,7 @@ def scale_by_shampoo(
         new_tensors, ratios = [], []
         for view, old in zip(views, tensors, strict=True):
             g = updates[view.span]
-            if view.matrix:
+            if view.is_matrix:
                 grad = g.view(view.rows, view.cols)
                 left = _accumulate(old.left, grad @ grad.T, beta2)
                 right = _accumulate(old.right, grad.T @ grad, beta2)
@@ -280,9 +255,9 @@ def scale_by_soap(
     def init(theta: Tensor) -> SOAPState:
         return SOAPState(0, None)
 
-    def start(view: TensorView, g: Tensor) -> SOAPTensor:
+    def start(view: ParameterMatrix, g: Tensor) -> SOAPTensor:
         zeros = torch.zeros_like(g)
-        if not view.matrix:
+        if not view.is_matrix:
             return SOAPTensor(None, None, None, None, zeros, zeros.clone())
         grad = g.view(view.rows, view.cols)
         left = (1 - shampoo_beta) * grad @ grad.T
@@ -306,7 +281,7 @@ def scale_by_soap(
         for view, old in zip(views, state.tensors, strict=True):
             g = updates[view.span]
             first = beta1 * old.first + (1 - beta1) * g
-            if not view.matrix:
+            if not view.is_matrix:
                 second = beta2 * old.second + (1 - beta2) * g * g
                 first_hat = first / (1 - beta1**count)
                 second_hat = second / (1 - beta2**count)

@@ -60,6 +60,45 @@ class LinearLayer:
         return slice(self.weight.start, stop)
 
 
+@dataclass(frozen=True)
+class ParameterMatrix:
+    """One parameter tensor at ``span`` of θ viewed as an m × n matrix (row-major):
+    (shape[0], prod(shape[1:])); a 1-D tensor is a column (m, 1), a scalar (1, 1).
+
+    Attributes:
+        name: The parameter's name.
+        span: Its slice of θ.
+        rows: m.
+        cols: n.
+        ndim: The tensor's number of dimensions (``is_matrix``: ≥ 2).
+    """
+
+    name: str
+    span: slice
+    rows: int
+    cols: int
+    ndim: int
+
+    @property
+    def is_matrix(self) -> bool:
+        """A weight matrix or kernel (not a bias, gain or scalar)."""
+        return self.ndim >= 2
+
+
+def parameter_matrices(problem: Problem) -> tuple[ParameterMatrix, ...]:
+    """Every parameter tensor of ``problem`` in θ order with its matrix view (what
+    Shampoo, SOAP and Muon precondition tensor by tensor).
+    """
+    out, offset = [], 0
+    for name, shape in zip(problem.param_names, problem.param_shapes, strict=True):
+        rows = int(shape[0]) if len(shape) else 1
+        size = math.prod(shape)
+        span = slice(offset, offset + size)
+        out.append(ParameterMatrix(name, span, rows, size // rows, len(shape)))
+        offset += size
+    return tuple(out)
+
+
 PredictFn = Callable[[Tensor, Tensor], Tensor]
 StreamFn = Callable[[int, torch.Generator], Batch]
 

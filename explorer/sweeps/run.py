@@ -9,12 +9,14 @@ scheduler`` / ``dask worker`` or by dask-jobqueue), reached within a few seconds
 refused with a clear message. Results arrive as trials finish (``progress``);
 ``cancel`` stops what has not started. Trials already in ``out`` (a Parquet file of
 an earlier run of a compatible sweep) are reused, not run again, and the file is
-rewritten (atomically) with every finished trial.
+rewritten (atomically) with every finished trial, at most every two seconds and when
+the sweep ends, is stopped or fails.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ SweepProgress = Callable[[int, int, dict[str, Any]], None]
 
 #: How long a scheduler address may take to answer.
 CONNECT_SECONDS = 5.0
+#: The results file is rewritten at most this often while trials finish.
+SAVE_SECONDS = 2.0
 
 
 def _row(trial: Trial, outcome: dict[str, Any], reused: bool) -> dict[str, Any]:
@@ -42,8 +46,14 @@ def _row(trial: Trial, outcome: dict[str, Any], reused: bool) -> dict[str, Any]:
 
 
 def _client(executor: Any) -> tuple[Any, Any]:
-    """(client, what to close afterwards) for a non-serial ``executor``."""
-    from distributed import Client, LocalCluster
+    """(client, what to close afterwards) for a non-serial ``executor``; clusters
+    start, and addresses are reached, as the app's engine does it
+    (:func:`explorer.server.engine.start_client`: single-threaded worker processes
+    on 127.0.0.1, warmed up by the engine's preload).
+    """
+    from distributed import Client
+
+    from explorer.server.engine import EngineSettings, EngineUnavailable, start_client
 
     if isinstance(executor, Client):
         return executor, None
@@ -53,24 +63,14 @@ def _client(executor: Any) -> tuple[Any, Any]:
             workers = int(match.group(1))
             if not 1 <= workers <= 256:
                 raise ValueError(f"executor {executor!r}: N must be in 1..256")
-            cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                host="127.0.0.1",
-            )
-            client = Client(cluster)
+            client, cluster, _ = start_client(EngineSettings("local", workers))
             return client, (client, cluster)
         if re.match(r"^(tcp|tls|inproc|ucx)://", executor):
+            settings = EngineSettings(executor, connect_timeout=CONNECT_SECONDS)
             try:
-                client = Client(executor, timeout=CONNECT_SECONDS)
-            except (OSError, TimeoutError) as error:
-                raise ValueError(
-                    f"the scheduler at {executor} did not answer within "
-                    f"{CONNECT_SECONDS:g} s ({type(error).__name__}); start one with "
-                    "`dask scheduler` and `dask worker`, or use --dask local:N"
-                ) from None
+                client, _, _ = start_client(settings)
+            except EngineUnavailable as error:
+                raise ValueError(str(error)) from None
             return client, (client,)
     raise ValueError(
         f"executor = {executor!r}: use None/'serial', a distributed.Client, "
@@ -92,7 +92,7 @@ def sweep(
         config: The grid.
         executor: Where trials run (module docstring).
         out: A Parquet file: trials it holds are reused, and it is rewritten with
-            every finished trial.
+            every finished trial (at most every ``SAVE_SECONDS``, and at the end).
         progress: Called as ``progress(done, total, row)`` as trials finish.
         cancel: Checked between trials (serial) or as results arrive (Dask); once
             True, trials that have not started are cancelled.
@@ -119,6 +119,7 @@ def sweep(
                 progress(done, total, rows[trial.trial_id])
     serial = executor is None or executor == "serial"
     client, closers = (None, None) if serial else _client(executor)
+    saved, unsaved = time.monotonic(), False
     try:
         finished = (
             _serial(config, todo, cancel)
@@ -128,13 +129,20 @@ def sweep(
         for trial, outcome in finished:
             rows[trial.trial_id] = _row(trial, outcome, reused=False)
             done += 1
+            unsaved = True
             if progress is not None:
                 progress(done, total, rows[trial.trial_id])
-            if out is not None:
+            # the file is rewritten whole: at most every SAVE_SECONDS, and at the end
+            if out is not None and time.monotonic() - saved >= SAVE_SECONDS:
                 save_rows(out, config, rows)
+                saved, unsaved = time.monotonic(), False
     finally:
-        for item in closers or ():
-            item.close()
+        try:
+            if out is not None and unsaved:  # also when stopped or interrupted
+                save_rows(out, config, rows)
+        finally:
+            for item in closers or ():
+                item.close()
     ordered = [rows[t.trial_id] for t in trials if t.trial_id in rows]
     return SweepResult(config, ordered)
 

@@ -24,6 +24,7 @@ navigation = st.navigation(
         ),
         st.Page("app_pages/curvature.py", title="Curvature", icon="🔬"),
         st.Page("app_pages/landscape.py", title="Landscape", icon="🗺️"),
+        st.Page("app_pages/sweep.py", title="Sweep", icon="🧮"),
         st.Page("app_pages/tour.py", title="Paper tour", icon="🎓"),
         st.Page("app_pages/check.py", title="Check your approximation", icon="🧪"),
         st.Page("app_pages/theory.py", title="Theory", icon="📖"),

@@ -3,6 +3,7 @@
 Examples:
     python -m explorer sweep --config sweep.toml --out results.parquet
     python -m explorer sweep --config sweep.toml --dask local:2 --out results.parquet
+    python -m explorer sweep --config sweep.toml --html report.html
     python -m explorer sweep --config sweep.toml --dask tcp://host:8786
 
 A ``sweep.toml`` holds the fields of ``ex.SweepConfig``, then a table per rule::
@@ -19,7 +20,8 @@ A ``sweep.toml`` holds the fields of ``ex.SweepConfig``, then a table per rule::
     lr = [0.1, 0.3]
 
 Progress goes to stderr; stdout gets ``{"trials", "run", "reused", "failed", "out",
-"best"}``. ``--out`` trials are reused (resume). Exit 0 when the sweep completes
+"html", "best"}``; ``--html`` writes the report (tuned curves, a heatmap per rule).
+``--out`` trials are reused (resume). Exit 0 when the sweep completes
 (diverged trials are results), 2 for bad input (an unknown rule or option, an empty
 grid, malformed TOML with its line, an unreachable scheduler, an incompatible
 ``--out``), before any trial runs.
@@ -73,6 +75,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "with every trial (default: none).",
     )
     parser.add_argument(
+        "--html",
+        default=None,
+        help="Write the report (tuned curves, a heatmap per rule, robustness) to "
+        "this offline HTML file.",
+    )
+    parser.add_argument(
         "--max-trials",
         type=int,
         default=None,
@@ -101,12 +109,15 @@ def sweep_config(path: str, max_trials: int | None):
     return SweepConfig(**data, max_trials=limit)
 
 
-def _check_out(path: str | None) -> None:
+def _check_out(flag: str, path: str | None) -> None:
     if path is None:
         return
-    parent = Path(path).resolve().parent
+    target = Path(path).resolve()
+    parent = target.parent
+    if target.is_dir():
+        raise ValueError(f"{flag} {path!r} is a folder; give a file name")
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"--out {path!r}: the folder {parent} is not writable")
+        raise ValueError(f"{flag} {path!r}: the folder {parent} is not writable")
 
 
 def _progress(quiet: bool):
@@ -140,13 +151,19 @@ def main(args: argparse.Namespace) -> int:
 
     config = sweep_config(args.config, args.max_trials)
     config.trials()  # every option validated before anything runs
-    _check_out(args.out)
+    _check_out("--out", args.out)
+    _check_out("--html", args.html)
     result = sweep(config, args.dask, out=args.out, progress=_progress(args.quiet))
+    if args.html is not None:
+        from explorer.sweeps.report import sweep_html
+
+        Path(args.html).write_text(sweep_html(result), encoding="utf-8")
     frame = result.to_frame()
     best = best_settings(frame) if len(frame) else frame
     summary = {
         **result.counts,
         "out": args.out,
+        "html": args.html,
         "config": {
             k: v
             for k, v in dataclasses.asdict(config).items()

@@ -22,7 +22,6 @@ from explorer.landscape import direction_field, loss_grid, quadratic_models
 from explorer.presets.base import Measured, Measurement, Setup, Study
 from explorer.presets.helpers import (
     final_theta,
-    fixed,
     log_slope,
     one_weight_regression,
     problem_on_cpu,
@@ -32,6 +31,7 @@ from explorer.presets.helpers import (
 )
 from explorer.problems.base import Problem
 from explorer.runs import RuleChoice, RunConfig, RunSettings, run_on
+from explorer.sweeps import SweepConfig, sweep
 
 Figures = dict[str, plots.Figure]
 
@@ -217,9 +217,10 @@ def draw_ef_specification(setup: Setup, measured: Measured) -> Figures:
 
 
 # ------------------------------------------------------------------- figure 3
-def _suboptimality(history, best: float) -> np.ndarray:
-    losses = history.to_frame()["loss"].to_numpy(float)
-    if history.status not in ("ok",):
+def _suboptimality(losses, status: str, best: float) -> np.ndarray:
+    """The suboptimality h − h* per step; a run not ending ``ok`` ends at +∞."""
+    losses = np.asarray(losses, float)
+    if status not in ("ok",):
         losses = np.concatenate([losses, [math.inf]])
     return losses - best
 
@@ -228,9 +229,39 @@ def _grid_label(rule: str, lr: float, damping: float) -> str:
     return f"{rule} lr={lr:g} λ={damping:g}"
 
 
+def tuned_sweep(setup: Setup) -> SweepConfig:
+    """The preset's grid as a sweep: gradient descent over ``gd_lrs``, natural
+    gradient and EF over ``lrs`` × ``dampings`` with λ fixed (the Sweep page's
+    default optimizers, and ``python -m explorer sweep`` from its TOML).
+    """
+    base = setup.experiment
+    run_options = dict(base.run_options)
+    steps = run_options.pop("steps", base.settings.steps)
+    seed = run_options.pop("seed", base.settings.seed)
+    grid = {
+        "lr": list(setup["lrs"]),
+        "damping": list(setup["dampings"]),
+        "damping_adaptation": ["fixed"],
+    }
+    return SweepConfig(
+        base.problem,
+        {
+            "sgd": {"lr": list(setup["gd_lrs"])},
+            "natural_gradient": grid,
+            "ef_natural_gradient": grid,
+        },
+        seeds=(seed,),
+        steps=steps,
+        problem_options=dict(base.problem_options),
+        settings=run_options,
+    )
+
+
 @TUNED_COMPARISON.measures
 def measure_tuned_comparison(setup: Setup) -> Measured:
-    """Best-of-grid GD, natural gradient and EF descent on Kunstner's figure 1 data.
+    """Best-of-grid GD, natural gradient and EF descent on Kunstner's figure 1 data,
+    run as a sweep (:func:`tuned_sweep`; a run whose loss passes 100 × its initial
+    value stops early as diverged, as in Kunstner et al.).
 
     Data: the best run's ``curves`` of each method (h − h*, clipped at ``floor``), the
     final h − h* over the (lr, λ) ``grids`` and the ``initial`` h₀ − h*; the best
@@ -240,23 +271,20 @@ def measure_tuned_comparison(setup: Setup) -> Measured:
     prob = problem_on_cpu(base.problem, base.problem_options)
     best_loss = float(prob.objective(least_squares(prob)))
     initial = float(prob.objective(prob.theta0)) - best_loss
-    entries, grid_of = [], {}
-    for lr in setup["gd_lrs"]:
-        entries.append(RuleChoice("sgd", {"lr": lr}, f"sgd lr={lr:g}"))
-        grid_of[entries[-1].label] = ("sgd", lr, None)
-    for rule in ("natural_gradient", "ef_natural_gradient"):
-        for lr in setup["lrs"]:
-            for damping in setup["dampings"]:
-                label = _grid_label(rule, lr, damping)
-                entries.append(RuleChoice(rule, fixed(lr, damping), label))
-                grid_of[label] = (rule, lr, damping)
-    runs = run_experiment(replace(base, rules=tuple(entries)))
-    final = {
-        label: float(_suboptimality(h, best_loss)[-1]) for label, h in runs.items()
-    }
+    final, values_of, rule_of, options_of = {}, {}, {}, {}
+    for row in sweep(tuned_sweep(setup)).rows:
+        rule, options = row["rule"], row["options"]
+        label = (
+            f"sgd lr={options['lr']:g}"
+            if rule == "sgd"
+            else _grid_label(rule, options["lr"], options["damping"])
+        )
+        values_of[label] = _suboptimality(row["curve"], row["status"], best_loss)
+        final[label] = float(values_of[label][-1])
+        rule_of[label], options_of[label] = rule, options
     best: dict[str, str] = {}
     for label, value in final.items():
-        rule = grid_of[label][0]
+        rule = rule_of[label]
         if rule not in best or value < final[best[rule]]:
             best[rule] = label
     score = {rule: max(final[label], 0.0) for rule, label in best.items()}
@@ -276,14 +304,8 @@ def measure_tuned_comparison(setup: Setup) -> Measured:
         ),
     )
     chosen = tuple(
-        RuleChoice(
-            grid_of[label][0],
-            entry.options,
-            f"{TUNED_RULES[grid_of[label][0]]} (best)",
-        )
-        for label in best.values()
-        for entry in entries
-        if entry.label == label
+        RuleChoice(rule, dict(options_of[label]), f"{TUNED_RULES[rule]} (best)")
+        for rule, label in best.items()
     )
     grids = {
         TUNED_RULES[rule]: np.array(
@@ -297,7 +319,7 @@ def measure_tuned_comparison(setup: Setup) -> Measured:
     floor = 1e-16 * initial  # rounding: exact zeros are drawn here
     curves = {}
     for rule, label in best.items():
-        values = _suboptimality(runs[label], best_loss)
+        values = values_of[label]
         name = f"{TUNED_RULES[rule]} ({label.split(' ', 1)[1]})"
         curves[rule] = (name, np.maximum(values[np.isfinite(values)], floor))
     data = {"curves": curves, "grids": grids, "floor": floor, "initial": initial}

@@ -38,6 +38,8 @@ class Limits:
         autostart_steps: A configuration that arrives by URL starts on its own
             only up to this many optimizer steps in all (optimizers × steps);
             above it, the page waits for Run.
+        max_sweep_trials: Trials of one sweep on the Sweep page (each trial is one
+            run, queued in turn with every other session's work).
     """
 
     max_dense_p: int = 3000
@@ -47,6 +49,7 @@ class Limits:
     jobs_per_session: int = 3
     job_seconds: float = 300.0
     autostart_steps: int = 5000
+    max_sweep_trials: int = 500
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Limits:
@@ -99,6 +102,22 @@ class Limits:
             )
         return None
 
+    def sweep_refusal(self, trials: int, steps: int) -> str | None:
+        """Why a sweep of ``trials`` runs of ``steps`` steps is refused, or None."""
+        if trials > self.max_sweep_trials:
+            return _refuse(
+                f"{trials:,} trials",
+                self.max_sweep_trials,
+                "max_sweep_trials",
+                "shrink the grid or use fewer seeds (or run it with "
+                "`python -m explorer sweep` on your own machine)",
+            )
+        if steps > self.max_steps:
+            return _refuse(
+                f"{steps:,} steps", self.max_steps, "max_steps", "lower Steps"
+            )
+        return None
+
     def dense_refusal(self, num_params: int) -> str | None:
         """Why dense P × P matrices of ``num_params`` are refused, or None."""
         if num_params > self.max_dense_p:
@@ -132,6 +151,7 @@ ENVIRONMENT = {
     "jobs_per_session": "EXPLORER_JOBS_PER_SESSION",
     "job_seconds": "EXPLORER_JOB_SECONDS",
     "autostart_steps": "EXPLORER_AUTOSTART_STEPS",
+    "max_sweep_trials": "EXPLORER_MAX_SWEEP_TRIALS",
 }
 
 

@@ -9,7 +9,8 @@ Example:
     [['sgd', 0.05, 'ok'], ['sgd', 0.2, 'ok']]
 """
 
-from explorer.sweeps.config import MAX_TRIALS, SweepConfig, Trial, trial_id
+from explorer.sweeps.analysis import performance_profile, target_loss
+from explorer.sweeps.config import MAX_TRIALS, SweepConfig, Trial, log_spaced, trial_id
 from explorer.sweeps.result import SweepResult, best_settings, robustness
 from explorer.sweeps.run import sweep
 
@@ -19,7 +20,10 @@ __all__ = [
     "SweepResult",
     "Trial",
     "best_settings",
+    "log_spaced",
+    "performance_profile",
     "robustness",
     "sweep",
+    "target_loss",
     "trial_id",
 ]

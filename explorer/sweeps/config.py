@@ -29,6 +29,27 @@ from explorer.runs.config import RunConfig
 MAX_TRIALS = 10_000
 
 
+def log_spaced(low: float, high: float, count: int, digits: int = 3) -> list[float]:
+    """``count`` values from ``low`` to ``high``, equally spaced in log, rounded to
+    ``digits`` significant digits (so grid labels read 0.001, 0.0215, 0.464, 10).
+
+    Example:
+        >>> log_spaced(0.001, 10, 4)
+        [0.001, 0.0215, 0.464, 10.0]
+    """
+    if not (low > 0 and high > 0):
+        raise ValueError(
+            f"a log-spaced grid needs positive ends, got {low!r}, {high!r}"
+        )
+    if not (isinstance(count, int) and count >= 1):
+        raise ValueError(f"count = {count!r} must be an integer ≥ 1")
+    if count == 1 or low == high:
+        return [float(f"{low:.{digits}g}")]
+    ratio = (high / low) ** (1.0 / (count - 1))
+    values = [float(f"{low * ratio**i:.{digits}g}") for i in range(count)]
+    return sorted(set(values))
+
+
 @dataclass(frozen=True)
 class Trial:
     """One point of the grid with one seed.

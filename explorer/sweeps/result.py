@@ -38,6 +38,8 @@ RESULT_COLUMNS = (
     "grad_evals",
     "curvature_products",
 )
+#: Per-trial lists, stored as JSON text: the loss curve and its recorded steps.
+LISTS = ("curve", "curve_steps")
 
 
 def fingerprint(config: SweepConfig) -> dict[str, Any]:
@@ -78,10 +80,18 @@ class SweepResult:
         return pd.DataFrame(records, columns=columns)
 
     def curve(self, trial_id: str) -> list[float]:
-        """The training loss per recorded step of one trial."""
+        """The training loss per recorded step of one trial (see :meth:`steps`)."""
+        return list(self._row(trial_id)["curve"])
+
+    def steps(self, trial_id: str) -> list[int]:
+        """The steps :meth:`curve` was recorded at (every step by default)."""
+        row = self._row(trial_id)
+        return list(row.get("curve_steps") or range(len(row["curve"])))
+
+    def _row(self, trial_id: str) -> Mapping[str, Any]:
         for row in self.rows:
             if row["trial_id"] == trial_id:
-                return list(row["curve"])
+                return row
         raise KeyError(f"no trial {trial_id!r} in this sweep")
 
     @property
@@ -108,9 +118,9 @@ def save_rows(
     path = Path(path)
     records = [
         {
-            **{k: v for k, v in row.items() if k not in ("options", "curve")},
+            **{k: v for k, v in row.items() if k not in ("options", *LISTS)},
             "options": json.dumps(dict(row["options"]), sort_keys=True),
-            "curve": json.dumps(list(row["curve"])),
+            **{name: json.dumps(list(row[name])) for name in LISTS if name in row},
         }
         for row in rows.values()
     ]
@@ -161,7 +171,10 @@ def load_rows(path: str | Path, config: SweepConfig) -> dict[str, dict[str, Any]
     out = {}
     for record in table.to_pylist():
         record["options"] = json.loads(record["options"])
-        record["curve"] = json.loads(record["curve"])
+        for name in LISTS:
+            if record.get(name) is not None:
+                record[name] = json.loads(record[name])
+        record.setdefault("curve_steps", list(range(len(record["curve"]))))
         out[record["trial_id"]] = record
     return out
 

@@ -34,7 +34,8 @@ CONNECT_SECONDS = 5.0
 SAVE_SECONDS = 2.0
 
 
-def _row(trial: Trial, outcome: dict[str, Any], reused: bool) -> dict[str, Any]:
+def trial_row(trial: Trial, outcome: dict[str, Any], reused: bool) -> dict[str, Any]:
+    """A result row: the trial's identity and options, then its outcome."""
     return {
         "trial_id": trial.trial_id,
         "rule": trial.rule,
@@ -127,7 +128,7 @@ def sweep(
             else _distributed(client, config, todo, cancel)
         )
         for trial, outcome in finished:
-            rows[trial.trial_id] = _row(trial, outcome, reused=False)
+            rows[trial.trial_id] = trial_row(trial, outcome, reused=False)
             done += 1
             unsaved = True
             if progress is not None:
@@ -157,7 +158,7 @@ def _serial(config: SweepConfig, todo: list[Trial], cancel):
                 trial.config.to_dict(),
                 config.divergence_factor,
                 config.target_loss,
-                None,
+                1,  # as on a worker: same thread count, same sums, same table
             ),
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -40,6 +40,9 @@ def run_trial(
     divergence_factor: float,
     target_loss: float | None = None,
     threads: int | None = 1,
+    *,
+    stop: Callable[[], bool] | None = None,
+    problem: Any = None,
 ) -> dict[str, Any]:
     """Runs one trial from ``RunConfig.to_dict()`` data.
 
@@ -50,10 +53,17 @@ def run_trial(
         target_loss: ``steps_to_target`` counts the steps to reach it.
         threads: torch threads inside the trial (1 on a worker, so that N workers use
             N cores); None leaves the setting alone.
+        stop: Checked every step: once True the trial ends as ``"cancelled"`` (the
+            app's Stop; a runaway loss ends it as ``"diverged"``).
+        problem: The config's problem, already built (a worker's cache); None
+            builds it.
 
     Returns:
         ``{"status", "message", "final_loss", "best_loss", "steps_to_target",
-        "steps_run", "wall_time", "grad_evals", "curvature_products", "curve"}``.
+        "steps_run", "wall_time", "grad_evals", "curvature_products", "curve",
+        "curve_steps", "trial_seconds"}``: the curve is the loss at the recorded
+        steps ``curve_steps`` (every step unless the settings' record plan thins
+        them).
     """
     start = time.perf_counter()
     previous = torch.get_num_threads()
@@ -61,7 +71,10 @@ def run_trial(
         torch.set_num_threads(threads)
     try:
         guard = _Runaway(divergence_factor)
-        history = run(RunConfig.from_dict(config), guard.progress, guard)
+        stopped = guard if stop is None else (lambda: guard() or stop())
+        history = run(
+            RunConfig.from_dict(config), guard.progress, stopped, problem=problem
+        )
     finally:
         if threads is not None:
             torch.set_num_threads(previous)
@@ -93,5 +106,27 @@ def run_trial(
             history.last("curvature_products") if len(history) else 0.0
         ),
         "curve": losses,
+        "curve_steps": [int(s) for s in steps],
         "trial_seconds": time.perf_counter() - start,
     }
+
+
+def trial_task(
+    worker: Any,
+    channel: Any,
+    config: Mapping[str, Any],
+    divergence_factor: float,
+    target_loss: float | None = None,
+) -> dict[str, Any]:
+    """:func:`run_trial` as one task of the app's engine (``Engine.view_task``): on
+    the worker's cached problem, stopped by the page's Stop.
+    """
+    problem = worker.problem(RunConfig.from_dict(config).problem_config)
+    return run_trial(
+        config,
+        divergence_factor,
+        target_loss,
+        1,
+        stop=channel.cancelled,
+        problem=problem,
+    )

@@ -60,7 +60,31 @@ def run_state(config: RunConfig, ticket: Ticket) -> RunState:
     return state
 
 
-class ComparisonJob:
+class TicketJob:
+    """A page's job: several tickets of the engine, stopped and awaited together."""
+
+    tickets: list[Ticket]
+
+    def cancel(self) -> None:
+        """Stop: queued tasks leave the queue; running ones stop after their step."""
+        for ticket in self.tickets:
+            ticket.cancel()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks up to ``timeout`` seconds; returns whether the job is done."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for ticket in self.tickets:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not ticket.wait(left):
+                return False
+        return True
+
+    @property
+    def done(self) -> bool:
+        return all(ticket.done for ticket in self.tickets)
+
+
+class ComparisonJob(TicketJob):
     """The runs of one comparison, as tickets of the engine.
 
     Args:
@@ -98,28 +122,10 @@ class ComparisonJob:
         )
         return self
 
-    def cancel(self) -> None:
-        """Stop: queued runs leave the queue; running ones stop after their step."""
-        for ticket in self.tickets:
-            ticket.cancel()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Blocks up to ``timeout`` seconds; returns whether the job is done."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for ticket in self.tickets:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not ticket.wait(left):
-                return False
-        return True
-
     # ------------------------------------------------------------------ state
     @property
     def states(self) -> list[RunState]:
         return [run_state(c, t) for c, t in zip(self.configs, self.tickets)]
-
-    @property
-    def done(self) -> bool:
-        return all(ticket.done for ticket in self.tickets)
 
     @property
     def elapsed(self) -> float:

@@ -58,8 +58,11 @@ def outline_segments(mask: np.ndarray) -> tuple[list, list]:
     return xs, ys
 
 
-def grid_figure(grid: Any, target: float, height: int = 360) -> go.Figure:
-    """One rule's heatmap (``grid``: an :class:`explorer.sweeps.analysis.RuleGrid`)."""
+def grid_figure(grid: Any, target: float, height: int | None = None) -> go.Figure:
+    """One rule's heatmap (``grid``: an :class:`explorer.sweeps.analysis.RuleGrid`);
+    a one-row grid (a single option swept) is drawn as a strip.
+    """
+    height = height or (240 if grid.y_name is None else 360)
     values = np.asarray(grid.final, float)
     positive = values[np.isfinite(values) & (values > 0)]
     floor = float(positive.min()) if positive.size else 1e-300
@@ -106,7 +109,7 @@ def grid_figure(grid: Any, target: float, height: int = 360) -> go.Figure:
                 mode="text",
                 text=["×"] * rows.size,
                 textfont={"size": 18, "color": "#ffffff"},
-                name="diverged",
+                name="× diverged",
                 hovertext=[
                     f"{grid.diverged[i, j]:.0%} of seeds diverged"
                     for i, j in zip(rows, cols, strict=True)
@@ -126,7 +129,11 @@ def grid_figure(grid: Any, target: float, height: int = 360) -> go.Figure:
         title=x_title, tickvals=list(range(len(xs))), ticktext=xs, showgrid=False
     )
     figure.update_yaxes(
-        title=y_title, tickvals=list(range(len(ys))), ticktext=ys, showgrid=False
+        title=y_title,
+        tickvals=list(range(len(ys))),
+        ticktext=ys,
+        showgrid=False,
+        showticklabels=grid.y_name is not None,
     )
     return figure
 

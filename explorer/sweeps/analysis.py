@@ -13,7 +13,8 @@ trials that did (:func:`explorer.sweeps.robustness`).
 **Grids.** :func:`rule_grid` lays one rule's trials on its two main options (``lr``
 across, ``damping`` down when swept; otherwise its first two swept options); the
 value of a cell is the mean final loss over seeds, minimized over any further swept
-option (named in :attr:`RuleGrid.others`).
+option (named in :attr:`RuleGrid.others`); an option held at one value (e.g.
+``damping_adaptation = ["fixed"]``) is no axis.
 
 **Performance profiles** (Dolan & Moré 2002, as AlgoPerf scores). For problems p and
 rules s, let t_{p,s} be the steps the best-tuned setting of s needs to reach p's
@@ -72,10 +73,17 @@ def steps_to(
     return math.inf
 
 
-def option_columns(frame: pd.DataFrame, rule: str) -> list[str]:
-    """The options ``rule`` sweeps (columns with a value on its rows)."""
+def option_columns(
+    frame: pd.DataFrame, rule: str, *, varied: bool = False
+) -> list[str]:
+    """The options ``rule`` sweeps (columns with a value on its rows); with
+    ``varied``, only those taking more than one value (a grid's axes).
+    """
     rows = frame[frame["rule"] == rule]
-    return [c for c in frame.columns if c not in NOT_OPTIONS and rows[c].notna().any()]
+    names = [c for c in frame.columns if c not in NOT_OPTIONS and rows[c].notna().any()]
+    if varied:
+        names = [c for c in names if rows[c].nunique(dropna=True) > 1]
+    return names
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,7 @@ def rule_grid(frame: pd.DataFrame, rule: str, target: float) -> RuleGrid:
     rows = frame[frame["rule"] == rule]
     if rows.empty:
         raise ValueError(f"no trials of rule {rule!r} in this sweep")
-    x_name, y_name, others = _axes(option_columns(frame, rule))
+    x_name, y_name, others = _axes(option_columns(frame, rule, varied=True))
     xs, ys = _values(rows, x_name), _values(rows, y_name)
     shape = (len(ys), len(xs))
     final = np.full(shape, math.nan)

@@ -37,18 +37,26 @@ class TunedRun:
         options: The setting (swept options only).
         mean_final_loss: Its mean final loss over seeds.
         trial_ids: Its trials, one per seed.
+        varied: The options that take several values in the grid (the others are
+            held at one value, e.g. ``damping_adaptation = "fixed"``).
     """
 
     rule: str
     options: Mapping[str, Any]
     mean_final_loss: float
     trial_ids: tuple[str, ...]
+    varied: tuple[str, ...] = ()
+
+    @property
+    def setting(self) -> str:
+        """The varied options' values, e.g. ``lr=1 damping=0.001``."""
+        shown = [f"{k}={_text(v)}" for k, v in self.options.items() if k in self.varied]
+        return " ".join(shown) or "its defaults"
 
     @property
     def name(self) -> str:
         """``rule`` and its setting, e.g. ``natural_gradient lr=1 damping=0.001``."""
-        setting = " ".join(f"{k}={_text(v)}" for k, v in self.options.items())
-        return f"{self.rule} {setting}".strip()
+        return f"{self.rule} {self.setting}"
 
 
 def _text(value: Any) -> str:
@@ -79,6 +87,7 @@ def tuned_runs(result: SweepResult) -> list[TunedRun]:
                 options,
                 float(best["mean_final_loss"]),
                 tuple(rows["trial_id"]),
+                tuple(option_columns(frame, rule, varied=True)),
             )
         )
     return out
@@ -104,7 +113,7 @@ def summary_table(result: SweepResult, target: float) -> pd.DataFrame:
             {
                 "rule": rule,
                 "trials": len(group),
-                "best setting": run.name.removeprefix(rule).strip() if run else "—",
+                "best setting": run.setting if run else "—",
                 "mean final loss": run.mean_final_loss if run else math.nan,
                 "robustness": float(share[rule]) if share is not None else math.nan,
                 "diverged": float((group["status"] == "diverged").mean()),
@@ -142,7 +151,15 @@ def sweep_html(result: SweepResult, links: tuple = ()) -> str:
     counts = result.counts
     table = summary_table(result, target)
     details = [
-        ("Problem", f"{config.problem} {json.dumps(dict(config.problem_options))}"),
+        (
+            "Problem",
+            f"{config.problem} "
+            + (
+                json.dumps(dict(config.problem_options))
+                if config.problem_options
+                else "(its default options)"
+            ),
+        ),
         (
             "Grid",
             f"{counts['trials']} trials, {config.steps} steps, seeds {list(config.seeds)}",

@@ -112,6 +112,10 @@ def _axis(rule: str, name: str, low: float, high: float, count: int) -> list[flo
     return log_spaced(lo, hi, int(points))
 
 
+def _round(value: float) -> float:
+    return float(f"{value:.3g}")
+
+
 def grid_editor(rules: list[str]) -> dict[str, dict[str, list]]:
     """Per rule: its learning rates and, when it has one, its dampings (fixed λ:
     Levenberg–Marquardt adaptation off, as Kunstner et al. tune it).
@@ -123,8 +127,8 @@ def grid_editor(rules: list[str]) -> dict[str, dict[str, list]]:
             grid: dict[str, list] = {}
             if "lr" in names:
                 default = next(o.default for o in RULES[rule].options if o.name == "lr")
-                low = float(default) / 10 if default else 1e-3
-                grid["lr"] = _axis(rule, "lr", low, float(default or 1.0) * 3, 4)
+                base = float(default) if default else 1.0
+                grid["lr"] = _axis(rule, "lr", _round(base / 10), _round(base * 3), 4)
             if "damping" in names:
                 grid["damping"] = _axis(rule, "damping", 1e-4, 1.0, 3)
                 if "damping_adaptation" in names:
@@ -155,18 +159,22 @@ def sweep_config(
 # ------------------------------------------------------------------ estimate
 def probe_task(
     worker: Any, channel: Any, problem: str, options: dict, rules: tuple
-) -> dict:
-    """Seconds per step of each rule on ``problem`` (a short run on the worker,
-    after one warm-up step so that setup is not counted).
+) -> dict[str, tuple[float, float]]:
+    """Per rule, (seconds of a trial's fixed cost, seconds per step) on
+    ``problem``: a 1-step and a (1 + PROBE_STEPS)-step run on the worker, timed;
+    the difference over PROBE_STEPS is a step, the rest is setup.
     """
     out = {}
     for rule in rules:
-        config = RunConfig(problem, options, rule, {}, steps=PROBE_STEPS)
-        built = worker.problem(config.problem_config)
-        start = time.perf_counter()
-        history = run(config, problem=built, cancel=channel.cancelled)
-        seconds = time.perf_counter() - start
-        out[rule] = seconds / max(1, len(history) - 1)
+        seconds = []
+        for steps in (1, 1 + PROBE_STEPS):
+            config = RunConfig(problem, options, rule, {}, steps=steps)
+            built = worker.problem(config.problem_config)
+            start = time.perf_counter()
+            run(config, problem=built, cancel=channel.cancelled)
+            seconds.append(time.perf_counter() - start)
+        per_step = max(0.0, (seconds[1] - seconds[0]) / PROBE_STEPS)
+        out[rule] = (max(0.0, seconds[0] - per_step), per_step)
     return out
 
 
@@ -179,24 +187,22 @@ def estimate_text(config: SweepConfig) -> str | None:
         config.problem,
         dict(config.problem_options),
         rules,
+        key_parts=("per-step", config.problem, dict(config.problem_options), rules),
         label="measuring a step of each optimizer",
     )
     if per_step is None:
         return None
     seconds = 0.0
     for rule in rules:
-        seconds += (
-            len(config.points(rule))
-            * len(config.seeds)
-            * (
-                config.steps * per_step[rule] + 0.05  # a task's round trip
-            )
-        )
+        setup, step = per_step[rule]
+        trials = len(config.points(rule)) * len(config.seeds)
+        # 0.02 s: a task's round trip through the queue (bench_sweeps: 5.5 ms)
+        seconds += trials * (setup + config.steps * step + 0.02)
     workers = max(1, state.engine().workers())
     return (
         f"**{config.size():,} trials** · about {_duration(seconds / workers)} on "
         f"{workers} worker{'s' if workers > 1 else ''} when nobody else is running "
-        "(measured: a 3-step run of each optimizer on this server)"
+        "(measured: short runs of each optimizer on this server's workers)"
     )
 
 

@@ -92,7 +92,7 @@ def test_the_heatmap_shows_log_loss_the_outline_and_diverged_cells(moons):
     assert np.allclose(
         np.asarray(heat.z, float)[0][finite], np.log10(grid.final[0][finite])
     )
-    assert "diverged" in [trace.name for trace in figure.data]
+    assert "× diverged" in [trace.name for trace in figure.data]
     assert list(figure.layout.xaxis.ticktext) == ["0.1", "1", "30"]
 
 

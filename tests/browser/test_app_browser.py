@@ -35,6 +35,7 @@ PAGES = [
     PageSpec("Compare optimizers", "Compare optimizers", charts=True),
     PageSpec("Curvature", "Curvature", charts=True),
     PageSpec("Landscape", "Landscape", charts=True),
+    PageSpec("Sweep", "Sweep", charts=False),
     PageSpec("Paper tour", "Paper tour", charts=False),
     PageSpec("Check your approximation", "Check your approximation", charts=False),
     PageSpec("Theory", "Theory", charts=False),
@@ -167,6 +168,32 @@ def test_comparison_from_a_link_then_run(new_page, screenshots):
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text(re.compile(r"Finished in 0\.[0-2] s")).wait_for()
     wait_for_results(page, ["plain", "gauss_newton"])
+
+
+# ------------------------------------------------------------------- a sweep
+def test_a_sweep_runs_with_live_progress_and_shows_its_grids(new_page, screenshots):
+    page = new_page(url(problem="linreg_2d", rules="sgd", steps=5))
+    wait_for_results(page, ["sgd"])
+    page.locator(harness.NAV_LINKS).filter(has_text="Sweep").click()
+    page.locator("h1").filter(has_text="Sweep").first.wait_for()
+    for key, value in (("sw.seeds", "2"), ("sw.steps", "60")):
+        box = harness.keyed(page, key).locator("input")
+        box.fill(value)
+        box.press("Enter")
+    page.get_by_text(re.compile(r"56 trials\*?\*? · about")).wait_for()
+    page.get_by_role("button", name="Run sweep").click()
+    page.get_by_text(re.compile(r"of 56 trials done")).first.wait_for()
+    harness.full_screenshot(page, screenshots / "sweep-running.png")
+    page.get_by_text("Best-tuned settings").first.wait_for(timeout=240_000)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].filter((el) =>
+            (el.data || []).some((t) => t.type === 'heatmap')).length === 3"""
+    )
+    harness.wait_idle(page)
+    harness.assert_no_exception(page)
+    for label in ("Parquet", "CSV", "JSON", "HTML report", "sweep.toml"):
+        assert page.get_by_role("button", name=label, exact=True).count() == 1
+    harness.full_screenshot(page, screenshots / "sweep-finished.png")
 
 
 # ------------------------------------------------------------ two users at once

@@ -10,7 +10,7 @@ import pytest
 
 import explorer as ex
 from explorer.cli import main
-from explorer.plots.sweeps import grid_figure, outline_segments
+from explorer.plots.sweeps import grid_figure, outline_segments, profile_figure
 from explorer.sweeps import SweepResult
 from explorer.sweeps.analysis import (
     TARGET_SHARE,
@@ -129,6 +129,9 @@ def test_performance_profiles_match_dolan_and_more_by_hand():
     assert profile.loc[1.0].to_dict() == {"sgd": 0.5, "natural_gradient": 0.5}
     assert profile.loc[2.0].to_dict() == {"sgd": 0.5, "natural_gradient": 1.0}
     assert steps_to([3.0, 2.0, 1.0], 2.0, steps=[0, 10, 20]) == 10.0
+    figure = profile_figure(profile)
+    assert [t.name for t in figure.data] == ["sgd", "natural_gradient"]
+    assert list(figure.data[1].y) == [0.5, 1.0] and figure.layout.xaxis.type == "log"
 
 
 def test_tuned_runs_are_the_best_mean_setting_with_every_seed(moons):

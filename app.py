@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 import torch
 
+from explorer.ui import state
 from explorer.ui.plugins import load_app_plugins
 
 # Small models run faster on one thread, and concurrent sessions do not fight
@@ -30,4 +31,7 @@ navigation = st.navigation(
         st.Page("app_pages/theory.py", title="Theory", icon="📖"),
     ]
 )
+# While this session has work running, a heartbeat keeps it on any page; a closed
+# tab stops beating and its work is cancelled (Limits.lease_seconds).
+state.keep_alive()
 navigation.run()

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import streamlit as st
 
-import explorer as ex
 from explorer.check import DEFAULT_PROBLEMS, CheckSettings, ProblemChoice
 from explorer.ui import check as ui
 from explorer.ui.plugins import load_app_plugins
@@ -31,7 +30,7 @@ if not keys:
     st.stop()
 with st.form("check_settings"):
     key = st.selectbox("Curvature to check", keys, format_func=ui.describe_key)
-    references = [k for k, s in ex.CURVATURES.items() if s.selectable]
+    references = ui.reference_keys()
     reference = st.selectbox(
         "Reference",
         ["", *references],
@@ -40,7 +39,7 @@ with st.form("check_settings"):
         "declared or chosen reference.",
     )
     problems = st.multiselect(
-        "Problems", list(ex.PROBLEMS), default=list(DEFAULT_PROBLEMS)
+        "Problems", ui.problem_keys(), default=list(DEFAULT_PROBLEMS)
     )
     left, middle, right = st.columns(3)
     steps = left.number_input("Steps of the run and race", 1, 200, 20)

@@ -38,6 +38,7 @@ with top:
     try:
         experiment = state.experiment_from(problem, problem_values, rules, run_values)
         configs = experiment.run_configs()  # validates every setting before work
+        state.check_size(experiment)  # P from the options, before anything is built
         state.remember(experiment)
     except ValueError as error:
         st.error(f"Fix this setting to run: {error}")
@@ -46,9 +47,17 @@ with top:
     for note in compare.explanations(experiment):
         st.info(note)
 
-    clicked = st.button("Run", type="primary", disabled=running or not rules)
+    cost, too_much = problem_card.run_costs(experiment, configs)
+    st.caption(cost)
+    if too_much:
+        st.error(f"Not started: {too_much}")
+    clicked = st.button(
+        "Run", type="primary", disabled=running or not rules or bool(too_much)
+    )
     waiting = (
-        None if clicked or job is not None else state.autostart_refusal(experiment)
+        None
+        if clicked or job is not None
+        else too_much or state.autostart_refusal(experiment)
     )
     if clicked or (job is None and waiting is None):
         state.write_url(experiment)
@@ -59,13 +68,15 @@ with top:
             st.stop()
         job.wait(INLINE_WAIT)
     elif job is None:
-        st.info(waiting)
+        if not too_much:
+            st.info(waiting)
         st.stop()
 
     @st.fragment(run_every=POLL_SECONDS)
     def progress_view(job) -> None:
         if job.done:
             st.rerun()
+        state.engine_or_stop()  # each poll renews this session's lease
         queue_note = results.queue_text(job)
         if queue_note:
             st.info(queue_note)

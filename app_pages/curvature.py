@@ -2,6 +2,7 @@ import streamlit as st
 
 from explorer.ui import curvature_view as cv
 from explorer.ui import pageurl, state
+from explorer.ui.text import plain
 from explorer.ui.theory import theory_link
 from explorer.ui.views import problem_and_point
 
@@ -32,7 +33,7 @@ for note in cv.coverage_warnings(covered):
 analysis = cv.analyse(point, chosen, reference, damping, 10)
 if analysis is None:
     st.stop()
-st.caption(f"At {point.description}.")
+st.caption(f"At {plain(point.description)}.")
 for key, error in analysis.errors.items():
     st.warning(f"**{key}**: {error}")
 cv.show(analysis, point, reference, scale, covered)

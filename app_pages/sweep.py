@@ -53,6 +53,7 @@ if job is None:
 def progress_view(job) -> None:
     if job.done:
         st.rerun()
+    state.engine_or_stop()  # each poll renews this session's lease
     st.progress(job.fraction_done(), text=sv.progress_text(job))
     if st.button(
         "Stop",

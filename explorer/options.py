@@ -31,6 +31,8 @@ class Option:
         low_exclusive: Whether ``low`` itself is excluded (e.g. a positive scale).
         nullable: Whether ``None`` is allowed.
         log: A hint for widgets: the number spans decades (learning rates, damping).
+        max_items: For ``"ints"`` and ``"floats"``: the most entries a list may have
+            (e.g. hidden layers), so that the length has a ceiling like each entry.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Option:
     low_exclusive: bool = False
     nullable: bool = False
     log: bool = False
+    max_items: int | None = None
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -64,7 +67,8 @@ class Option:
         interval = f"{lo}{low}, {high}]"
         if self.kind in ("ints", "floats"):
             what = "integers" if self.kind == "ints" else "numbers"
-            return f"a list of {what}, each in {interval}"
+            most = "" if self.max_items is None else f"at most {self.max_items} "
+            return f"a list of {most}{what}, each in {interval}"
         return f"{'an integer' if self.kind == 'int' else 'a number'} in {interval}"
 
     def validate(self, value: Any, where: str = "") -> Any:
@@ -85,6 +89,11 @@ class Option:
                 f"{label} = {value!r} is invalid; expected {self.range_text()}"
             )
         numbers = coerced if self.kind in ("ints", "floats") else (coerced,)
+        if self.max_items is not None and len(numbers) > self.max_items:
+            raise ValueError(
+                f"{label} has {len(numbers)} entries, more than {self.max_items}; "
+                f"expected {self.range_text()}"
+            )
         if self.kind in ("int", "float", "ints", "floats"):
             for number in numbers:
                 if not _in_range(number, self.low, self.high, self.low_exclusive):
@@ -171,8 +180,8 @@ def resolve_options(
         A new dict with one validated value per declared option.
 
     Raises:
-        ValueError: An unknown option name (the message lists the valid ones) or a
-            value outside its range.
+        ValueError: An unknown option name (the message lists the valid ones), a
+            value outside its range, or a number given as a string (``lr="0.1"``).
     """
     given = dict(given or {})
     names = [opt.name for opt in schema]
@@ -182,6 +191,19 @@ def resolve_options(
         raise ValueError(
             f"{where} has no option {unknown[0]!r}; valid options: {valid}"
         )
+    for opt in schema:
+        value = given.get(opt.name)
+        # Option.validate parses text (URL query values, form fields); a Python
+        # caller's "0.1" is a mistake a config would otherwise store as a string
+        if isinstance(value, str) and opt.kind in ("int", "float"):
+            try:
+                hint = f" (write {opt.name}={_coerce(opt.kind, value)!r}, no quotes)"
+            except (TypeError, ValueError):
+                hint = ""
+            raise ValueError(
+                f"{where} option {opt.name!r} = {value!r} is a string; expected "
+                f"{opt.range_text()}{hint}"
+            )
     return {
         opt.name: opt.validate(given.get(opt.name, opt.default), where=where)
         for opt in schema

@@ -17,6 +17,12 @@ exception. What a plugin registers carries its ``source`` (the file or entry
 point), so the app lists its problems under "yours". Loading the same file again
 replaces what it registered before, so an app rerun or an edited plugin never
 clashes with itself.
+
+Code a person uploads to the app is *private*: :func:`load_private_plugin` loads it
+for one owner (a browser session), and :func:`listed` leaves what it registered out
+of every other owner's lists. The registries stay one per process (a key names one
+registration), so an identical upload by a second owner shares the first one's
+registration instead of executing the code again.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from explorer.curvature.base import CurvatureOperator
 from explorer.curvature.registry import CURVATURES, register_curvature
@@ -42,6 +50,15 @@ PROBLEM_ENTRY_POINT_GROUP = "explorer.problems"
 
 #: The registries a plugin may add to.
 _REGISTRIES = (CURVATURES, PROBLEMS)
+
+#: The files of private (uploaded) plugins -> the owners who may list what they
+#: registered; a source not here (plugins/, EXPLORER_PLUGINS, entry points, the
+#: command line) is listed for everyone.
+_OWNERS: dict[str, set[str]] = {}
+#: Each private file's text digest, and the file each digest was loaded from.
+_TEXTS: dict[str, str] = {}
+_FILES: dict[str, str] = {}
+_PRIVATE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,73 @@ def load_plugin_file(path: str | os.PathLike[str]) -> PluginReport:
         return PluginReport(source, error=_error_text(error))
     curvatures, problems = _claim(keys_before, source)
     return PluginReport(source, keys=curvatures, problems=problems)
+
+
+def _text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _registered_by(source: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The curvature and problem keys registered from ``source`` now."""
+    curvatures, problems = (
+        tuple(key for key, spec in registry.items() if spec.source == source)
+        for registry in _REGISTRIES
+    )
+    return curvatures, problems
+
+
+def load_private_plugin(
+    text: str, path: str | os.PathLike[str], owner: str
+) -> PluginReport:
+    """Loads plugin code ``text`` for ``owner`` alone (an uploaded file).
+
+    The code is written to ``path`` — a file in a private folder the caller made
+    (``tempfile.mkdtemp``: mode 0o700, a name nobody can guess) — and imported;
+    what it registers is listed for ``owner`` only (:func:`listed`). The same text
+    already loaded for another owner is not executed again: ``owner`` joins that
+    registration's owners. Loading other text to the same ``path`` replaces what
+    it registered before, for ``owner`` alone.
+
+    Returns:
+        The report; a failure is a report, never a raise.
+    """
+    file = Path(path).expanduser().resolve()
+    source, digest = str(file), _text_digest(text)
+    with _PRIVATE_LOCK:
+        shared = _FILES.get(digest)
+        if shared is not None and _TEXTS.get(shared) == digest:
+            curvatures, problems = _registered_by(shared)
+            if curvatures or problems:
+                _OWNERS[shared].add(owner)
+                return PluginReport(shared, keys=curvatures, problems=problems)
+        # owned before it registers anything: never listed for another owner
+        _OWNERS[source] = {owner}
+        _TEXTS[source] = digest
+    file.write_text(text, encoding="utf-8")
+    report = load_plugin_file(file)
+    if report.ok:
+        with _PRIVATE_LOCK:
+            _FILES[digest] = source
+    return report
+
+
+def visible(source: str, owner: str | None = None) -> bool:
+    """Whether what ``source`` registered is listed for ``owner``: everything
+    but other owners' private plugins (``owner=None``: the public ones only).
+    """
+    owners = _OWNERS.get(source)
+    return owners is None or owner in owners
+
+
+def listed(registry: Mapping[str, Any], owner: str | None = None) -> list[str]:
+    """The keys of ``registry`` (curvatures, problems) listed for ``owner``, in
+    registration order (see :func:`visible`).
+    """
+    return [
+        key
+        for key, spec in registry.items()
+        if visible(getattr(spec, "source", ""), owner)
+    ]
 
 
 def plugin_files(location: str | os.PathLike[str]) -> list[Path]:

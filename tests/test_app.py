@@ -273,9 +273,40 @@ def test_a_large_link_waits_for_run_and_a_limit_is_refused_by_name():
     assert any("press **Run**" in info.value for info in at.info), at.info
     at = page("compare", problem="linreg_2d", rules="sgd", steps="30000")
     at.run()
-    next(b for b in at.button if b.label == "Run").click().run()
+    # refused before Run, with the estimate beside it: Run cannot be pressed
+    assert next(b for b in at.button if b.label == "Run").disabled
     assert "cmp.job" not in at.session_state
     assert any("EXPLORER_MAX_STEPS" in error.value for error in at.error), at.error
+    assert any(c.value.startswith("Estimate: about") for c in at.caption)
+
+
+def test_an_oversized_model_is_refused_before_it_is_built(monkeypatch):
+    """hidden=4096,4096,4096,4096 took a session from 75 MB to 2.3 GB (issue 16)."""
+    from explorer.runs import ProblemConfig
+
+    built = []
+    original = ProblemConfig.build
+
+    def spy(config):
+        built.append(dict(config.options).get("hidden"))
+        return original(config)
+
+    monkeypatch.setattr(ProblemConfig, "build", spy)
+    wide = "4096,4096,4096,4096"
+    at = page(
+        "compare", problem="digits_mlp", rules="sgd", steps="5", **{"p.hidden": wide}
+    )
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    # the link's options are set aside with a warning that names the limit …
+    assert any("EXPLORER_MAX_PARAMS" in w.value for w in at.warning), at.warning
+    assert "hidden" not in at.session_state["cmp.experiment"].problem_options
+    # … and typed into the form they are refused by name before anything is built
+    at.session_state["cmp.p.digits_mlp.hidden"] = wide
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("EXPLORER_MAX_PARAMS" in e.value for e in at.error), at.error
+    assert (4096,) * 4 not in built, "the oversized model was built"
 
 
 def test_the_quality_table_reads_as_numbers():

@@ -294,9 +294,15 @@ def test_cli_exit_codes(capsys, plugin_dir):
     syntax.write_text("def broken(:\n")
     empty = plugin_dir / "empty.py"
     empty.write_text("x = 1\n")
+    # a plugin that does not import fails the check (exit 1), named, as one
+    # that times out does; a path that does not exist is a usage error
+    code, _, err = _call(capsys, str(syntax), *TINY)
+    assert code == 1 and f"FAIL  plugin {syntax}: SyntaxError" in err, err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", str(plugin_dir / "missing.py"), *TINY])
+    assert exit_info.value.code == 2
+    assert "missing.py' does not exist" in capsys.readouterr().err
     for argv, message in (
-        ([str(syntax)], "SyntaxError"),
-        ([str(plugin_dir / "missing.py")], "not a Python file"),
         ([str(empty)], "registered none"),
         (["--curvature", "no_such_key"], "no_such_key"),
         ([], "pass a plugin file"),
@@ -361,6 +367,7 @@ def test_help_documents_every_option_and_the_exit_codes(capsys):
         "--no-race", "--baselines", "--seed", "--symmetry-tol", "--psd-tol",
         "--scale-tol", "--exact-tol", "--dense-max-params", "--out", "--json",
         "--threads", "--quiet", "--sampled-draws", "--unbiased-slack", "--no-precision",
+        "--timeout",
     ):  # fmt: skip
         assert flag in text, flag
     assert "Exit code: 0" in text and "1 when one fails" in text and "2 for" in text

@@ -35,6 +35,7 @@ instructions up to the last install and the files they copy) are unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -260,18 +261,25 @@ def test_base_image_is_a_slim_python_matching_the_project():
     assert tuple(map(int, match.group(1).split("."))) >= tuple(map(int, low.split(".")))
 
 
-def test_runs_as_a_non_root_user_that_owns_the_app():
+def test_runs_as_a_non_root_user_that_cannot_write_the_app():
     user, uid = DOCKER.user_uid()
     assert user not in ("root", "0") and uid != 0
     users = DOCKER.all("USER")
     assert DOCKER.instructions.index(users[-1]) > max(
         DOCKER.instructions.index(i) for i in DOCKER.all("RUN")
     ), "the last USER must come after every RUN (nothing runs as root at start)"
-    app_copy = [i for i in DOCKER.all("COPY") if i.args.split()[0] == "."]
-    assert app_copy and app_copy[0].flags.get("chown", "").split(":")[0] in (
-        user,
-        str(uid),
-    )
+    (app_copy,) = [i for i in DOCKER.all("COPY") if i.args.split()[0] == "."]
+    # the code stays root's: no --chown to the app's user …
+    assert "chown" not in app_copy.flags, "the app's user must not own its code"
+    # … and a later step takes every write bit off it (a+rX: still readable)
+    after = DOCKER.instructions[DOCKER.instructions.index(app_copy) + 1 :]
+    modes = [shlex.split(i.args) for i in after if i.keyword == "RUN"]
+    assert any(
+        words[:2] == ["chmod", "-R"]
+        and "a-w" in words[2].split(",")
+        and words[-1] in (".", DOCKER.one("WORKDIR").args.strip())
+        for words in modes
+    ), f"no chmod -R a-w of the app after COPY . .: {modes}"
 
 
 def test_serves_streamlit_headless_on_8501_without_a_file_watcher():
@@ -286,14 +294,74 @@ def test_serves_streamlit_headless_on_8501_without_a_file_watcher():
     assert options["server.fileWatcherType"] == "none"
 
 
-def test_healthcheck_asks_streamlits_health_endpoint():
+def test_healthcheck_serves_a_session_not_only_the_socket():
+    """Streamlit's /_stcore/health says ok while a plugin that loops at import
+    hangs every session: the image's check also starts a worker's work."""
     flags, command = DOCKER.healthcheck()
     assert DOCKER.one("HEALTHCHECK").args[4:].strip().startswith("["), "exec form"
-    assert f"http://127.0.0.1:{PORT}/_stcore/health" in " ".join(command)
+    assert command[:3] == ["python", "-m", "explorer.server.health"]
+    options = options_of(command)
+    assert options["url"].rstrip("/") == f"http://127.0.0.1:{PORT}"
     seconds = {k: int(v.rstrip("s")) for k, v in flags.items() if v.endswith("s")}
-    probe_timeout = float(re.search(r"timeout=(\d+(?:\.\d+)?)", command[-1]).group(1))
-    assert probe_timeout < seconds["timeout"], "the probe must give up first"
+    # the probe, the HTTP check (5 s) and a Python start must end before Docker's
+    assert float(options["timeout"]) + 5 + 10 <= seconds["timeout"]
     assert seconds["start-period"] >= 20, "importing torch takes a while"
+
+
+def test_app_script_listens_on_loopback_unless_told_otherwise():
+    """``scripts/app.sh`` passes --server.address 127.0.0.1 (an override by
+    EXPLORER_ADDRESS or a later argument), as the README says."""
+    script = (ROOT / "scripts" / "app.sh").read_text()
+    command = " ".join(
+        line.strip().rstrip("\\").strip()
+        for line in script.split("exec ", 1)[1].splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    )
+    words = shlex.split(command)
+    assert words[:5] == [".venv/bin/python", "-m", "streamlit", "run", "app.py"]
+    index = words.index("--server.address")
+    assert words[index + 1] == "${EXPLORER_ADDRESS:-127.0.0.1}"
+    assert words[-1] == "$@" and index < len(words) - 1, "a later argument wins"
+    done = subprocess.run(
+        ["bash", "-c", f"set -- ; printf '%s\\n' {command}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"]},
+    )
+    expanded = done.stdout.split()
+    assert expanded[expanded.index("--server.address") + 1] == "127.0.0.1"
+    readme = (ROOT / "README.md").read_text()
+    upload = readme.index("EXPLORER_ALLOW_CODE_UPLOAD=1")
+    nearby = readme[upload : upload + 600]
+    assert "listens on 127.0.0.1 unless told otherwise" in nearby
+    assert "--server.address 127.0.0.1" in nearby
+
+
+def test_postscriptgc_is_off_in_the_config_the_app_runs_with():
+    """.streamlit/config.toml turns the full collection after every script run
+    off; Streamlit reads it from the working folder, which is the app's folder in
+    the image (WORKDIR) and for scripts/app.sh (cd to the checkout)."""
+    from streamlit import config
+
+    assert (
+        tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["runner"][
+            "postScriptGC"
+        ]
+        is False
+    )
+    here = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        config.get_config_options(force_reparse=True)
+        assert config.get_option("runner.postScriptGC") is False
+        assert config.get_option("server.fileWatcherType") == "none"
+    finally:
+        os.chdir(here)
+        config.get_config_options(force_reparse=True)
+    assert ".streamlit/config.toml" in build_context()
+    assert DOCKER.one("WORKDIR").args.strip() == "/app"
+    assert 'cd "$(dirname "$0")/.."' in (ROOT / "scripts" / "app.sh").read_text()
 
 
 def test_installs_the_cpu_wheel_of_torch_before_the_requirements():
@@ -391,6 +459,16 @@ def _install_key(dockerfile: Dockerfile, python: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def _remove(path: Path) -> None:
+    """Deletes a build folder, giving write bits back first (the image's code is
+    read-only; root could delete it anyway, a developer could not).
+    """
+    for directory, _, _ in os.walk(path):
+        with contextlib.suppress(OSError):
+            os.chmod(directory, 0o755)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _chown_tree(path: Path, uid: int) -> None:
     for directory, _, names in os.walk(path):
         os.chown(directory, uid, uid)
@@ -470,7 +548,7 @@ def build_image(dockerfile: Dockerfile) -> Image:
             shutil.rmtree(old, ignore_errors=True)
     for old in BUILD.glob("run-*"):  # left by runs that were killed
         if not Path(f"/proc/{old.name[4:]}").exists():
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
     run_dir = BUILD / f"run-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
     app, home, tmp = run_dir / "app", run_dir / "home", run_dir / "tmp"
@@ -488,7 +566,14 @@ def build_image(dockerfile: Dockerfile) -> Image:
 
     if not cached:
         subprocess.run([python, "-m", "venv", str(venv)], check=True)
-    for instruction in dockerfile.instructions[1:]:
+    last_install = max(
+        i
+        for i, instruction in enumerate(dockerfile.instructions)
+        if instruction.keyword == "RUN" and "pip install" in instruction.args
+    )
+    for index, instruction in enumerate(dockerfile.instructions):
+        if index == 0:
+            continue  # FROM: the venv above
         if instruction.keyword == "ENV":
             for name, value in env_of(instruction).items():
                 build_env[name] = in_build(value, folders)
@@ -503,7 +588,9 @@ def build_image(dockerfile: Dockerfile) -> Image:
                 _chown_tree(app, uid)
         elif instruction.keyword == "RUN" and instruction.args.startswith("useradd"):
             continue  # the user is uid (see the module docstring)
-        elif instruction.keyword == "RUN" and not cached:
+        elif instruction.keyword == "RUN" and (
+            not cached or index > last_install
+        ):  # install steps come from the layer cache; later steps run every build
             done = subprocess.run(
                 ["/bin/sh", "-c", instruction.args],
                 cwd=app,
@@ -536,13 +623,13 @@ def image() -> Image:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     yield built
-    shutil.rmtree(built.app.parent, ignore_errors=True)
+    _remove(built.app.parent)
 
 
 def _healthcheck(image: Image, port: int) -> subprocess.CompletedProcess:
     _, command = DOCKER.healthcheck()
     command = [part.replace(f":{PORT}/", f":{port}/") for part in command]
-    return image.run(command, timeout=30)
+    return image.run(command, timeout=90)
 
 
 @pytest.mark.slow
@@ -580,6 +667,16 @@ def test_image_starts_as_non_root_and_reports_healthy(image):
             assert uid_line.split()[1] == str(DOCKER.user_uid()[1])
     assert server.process.returncode is not None
     assert _healthcheck(image, port).returncode != 0, "still healthy after stop?"
+    if image.popen:  # as the image's user: the code is read-only, its home is not
+        python = str(image.venv / "bin" / "python")
+        for target in ("app.py", "explorer/server/engine.py", "new_file.py"):
+            write = image.run(
+                [python, "-c", f"open({target!r}, 'a').write('#')"], timeout=60
+            )
+            assert write.returncode != 0 and "PermissionError" in write.stderr, target
+        cache = "import os; open(os.path.expanduser('~/written'), 'w').write('#')"
+        home = image.run([python, "-c", cache], timeout=60)
+        assert home.returncode == 0, home.stderr
 
 
 APP_CHECK = textwrap.dedent(
@@ -715,9 +812,12 @@ def test_compose_service_has_a_healthcheck_that_gives_up_in_time(name):
     check = SERVICES[name].get("healthcheck")
     assert check and not check.get("disable"), f"{name} has no healthcheck"
     command = service_healthcheck(name)
-    assert command[:2] == ["python", "-c"], "the slim image has no curl"
-    assert re.search(r"!= b'ok'", command[-1]), "healthy only on an 'ok' body"
-    probe = float(re.search(r"timeout=(\d+(?:\.\d+)?)", command[-1]).group(1))
+    if command[:3] == ["python", "-m", "explorer.server.health"]:  # the app's
+        probe = float(options_of(command)["timeout"]) + 5 + 10  # probe, HTTP, start
+    else:
+        assert command[:2] == ["python", "-c"], "the slim image has no curl"
+        assert re.search(r"!= b'ok'", command[-1]), "healthy only on an 'ok' body"
+        probe = float(re.search(r"timeout=(\d+(?:\.\d+)?)", command[-1]).group(1))
     assert probe < seconds(check["timeout"]), "the probe must give up first"
     assert seconds(check.get("start_period", "0s")) >= 10, name
 
@@ -818,7 +918,9 @@ class Cluster:
         return self.image.run(command, env=self.env(name), timeout=30)
 
     def url(self, name: str) -> str:
-        return PROBE_URL.search(" ".join(self.localize(service_healthcheck(name))))[0]
+        """The service's health URL (the app's check names the app's root)."""
+        url = PROBE_URL.search(" ".join(self.localize(service_healthcheck(name))))[0]
+        return url + "_stcore/health" if url.endswith("/") else url
 
     def log(self, name: str) -> str:
         return self.logs[name].read_text(errors="replace")[-4000:]

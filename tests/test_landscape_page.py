@@ -45,3 +45,23 @@ def test_the_line_goes_to_the_end_of_the_run_picked_on_the_page():
     final = float(problem.objective(history.trajectory[-1]))
     assert losses[alphas == 1.0].tolist() == pytest.approx([final], rel=1e-12)
     assert np.isfinite(losses).all()
+
+
+def test_a_grid_above_the_limit_is_refused_before_it_is_computed():
+    """201 × 201 on a large model tried to allocate 27.5 GB (issue 16): now the
+    page names the limit and the largest resolution that fits, and computes
+    nothing."""
+    at = AppTest.from_file(
+        str(ROOT / "app_pages" / "landscape.py"), default_timeout=180
+    )
+    at.query_params.update(
+        {"problem": "digits_mlp", "rules": "sgd", "steps": "3", "v.resolution": "201"}
+    )
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (error,) = [e.value for e in at.error if "EXPLORER_MAX_GRID_X_P" in e.value]
+    assert "201 × 201 grid on P = 2,410" in error and "to 101 or less" in error
+    assert "view.tickets" not in at.session_state  # nothing was submitted
+    at.slider(key="scape.resolution").set_value(41).run()
+    assert not any("EXPLORER_MAX_GRID_X_P" in e.value for e in at.error)
+    assert any("41 × 41 = 1,681 loss evaluations" in c.value for c in at.caption)

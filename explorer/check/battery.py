@@ -96,18 +96,27 @@ def default_baselines(reference: str, exclude: Iterable[str]) -> tuple[str, ...]
     return tuple(key for key in wanted if key in CURVATURES and key not in skip)
 
 
+def validate_settings(settings: CheckSettings) -> None:
+    """Raises ValueError for a key of ``settings`` no registry holds (a problem, a
+    rule, a baseline or the given reference): what no curvature can be blamed for.
+    """
+    for choice in settings.problems:
+        PROBLEMS[choice.key]  # UnknownKeyError (a ValueError) names the known keys
+    for rule in (*settings.race_rules, settings.path_rule):
+        RULES[rule]
+    for key in settings.baselines or ():
+        CURVATURES[key]
+    if settings.reference:
+        CURVATURES[settings.reference]
+
+
 def _validate(keys: list[str], settings: CheckSettings) -> None:
     if not keys:
         raise ValueError("no curvature to check")
     for key in keys:
         CURVATURES[key]  # UnknownKeyError (a ValueError) names the known keys
         CURVATURES[reference_of(key, settings)[0]]
-    for choice in settings.problems:
-        PROBLEMS[choice.key]
-    for rule in (*settings.race_rules, settings.path_rule):
-        RULES[rule]
-    for key in settings.baselines or ():
-        CURVATURES[key]
+    validate_settings(settings)
 
 
 class _ProblemRun:

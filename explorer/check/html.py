@@ -19,7 +19,7 @@ from explorer.check.report import (
     format_number,
     summary,
 )
-from explorer.check.results import CheckReport
+from explorer.check.results import CheckReport, failure_line
 from explorer.plots import Figure
 from explorer.plots.check import figure_fragment
 
@@ -192,6 +192,14 @@ def report_html(report: CheckReport, title: str | None = None) -> str:
         f"λ = {settings.damping:g}; seed {settings.seed}; "
         f"{report.seconds:.1f} s.</p>",
     ]
+    for source in report.failed_sources:
+        body.append(
+            '<div class="summary"><span class="badge fail">FAIL</span> plugin '
+            f"<code>{html.escape(str(source['source']))}</code>: "
+            f"{html.escape(failure_line(source['error']))}"
+            f"<details><summary>details</summary><pre>"
+            f"{html.escape(str(source['error']))}</pre></details></div>"
+        )
     render = _Figures()
     for result in report.curvatures:
         body.append(summary_html(summary(result), render))
@@ -215,12 +223,16 @@ def report_html(report: CheckReport, title: str | None = None) -> str:
 
 def _sentence(report: CheckReport) -> str:
     failed = [c for c in report.curvatures if not c.passed]
+    plugins = len(report.failed_sources)
+    broken = f"{plugins} plugin(s) could not be checked. " if plugins else ""
     if not failed:
+        if broken:
+            return broken.strip()
         return "Every declared property holds at every point of every problem."
     names = "; ".join(
         f"{c.key}: " + ", ".join(v.name for v in c.failures()) for c in failed
     )
-    return f"A declared property fails ({names})."
+    return f"{broken}A declared property fails ({names})."
 
 
 def write_report(report: CheckReport, path: str | Path) -> Path:

@@ -415,6 +415,12 @@ class CurvatureResult:
         }
 
 
+def failure_line(error: str) -> str:
+    """The line of an error text that says what went wrong (a traceback's last)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else str(error)
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """The battery's result for every checked curvature.
@@ -422,7 +428,11 @@ class CheckReport:
     Attributes:
         curvatures: One result per curvature.
         settings: What ran.
-        sources: Plugin files or entry points that were loaded, with their errors.
+        sources: Plugin files or entry points that were loaded: ``{"source",
+            "keys", "error", "status"}`` records, ``status`` being ``"ok"``,
+            ``"failed"`` (it did not import, or the check process died) or
+            ``"timed out"``. A record with an error fails the report: a plugin
+            that cannot be checked is not a plugin that passed.
         seconds: Total time.
     """
 
@@ -432,9 +442,16 @@ class CheckReport:
     seconds: float = 0.0
 
     @property
+    def failed_sources(self) -> list[dict[str, Any]]:
+        """The plugins that could not be checked (import error, time limit...)."""
+        return [source for source in self.sources if source.get("error")]
+
+    @property
     def passed(self) -> bool:
-        """Every declared property of every curvature holds."""
-        return all(c.passed for c in self.curvatures)
+        """Every plugin loaded and every declared property of every curvature
+        holds.
+        """
+        return not self.failed_sources and all(c.passed for c in self.curvatures)
 
     @property
     def exit_code(self) -> int:
@@ -449,8 +466,11 @@ class CheckReport:
         raise KeyError(key)
 
     def summary_lines(self) -> list[str]:
-        """One line per verdict: what a CI log shows."""
-        lines = []
+        """One line per failed plugin and per verdict: what a CI log shows."""
+        lines = [
+            f"FAIL  plugin {source['source']}: {failure_line(source['error'])}"
+            for source in self.failed_sources
+        ]
         for result in self.curvatures:
             head = "PASS" if result.passed else "FAIL"
             lines.append(f"{head}  {result.key} ({result.label}) vs {result.reference}")

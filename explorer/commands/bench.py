@@ -18,6 +18,8 @@ HELP = "Cost of curvature-vector products relative to one full-batch gradient (J
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from explorer.commands.paths import existing_path
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n", 2)[2]
     parser.add_argument("--problem", default="digits_mlp", help="A problem key.")
@@ -48,6 +50,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--plugin",
         action="append",
         default=[],
+        metavar="PATH",
+        type=existing_path,
         help="A plugin file registering curvatures (repeatable).",
     )
 
@@ -56,6 +60,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     import explorer as ex
+    from explorer.commands.run import parse_assignments
     from explorer.plugins import load_plugins
     from explorer.timing import product_costs
 
@@ -66,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(report.summary())
     if args.threads:
         torch.set_num_threads(args.threads)
-    options = dict(item.split("=", 1) for item in args.problem_option)
+    # numbers as numbers: a problem option given as text is refused ("200")
+    options = parse_assignments(args.problem_option, "--problem-option")
     problem = ex.problem(args.problem, dtype=args.dtype, device=args.device, **options)
     keys = [key.strip() for key in args.curvature.split(",") if key.strip()]
     costs = product_costs(problem, keys, repeats=args.repeats)

@@ -41,8 +41,17 @@ run, and C in float32 against float64.
 
 Output: progress and the verdicts on stderr; the JSON summary on stdout (or in
 --json FILE); --out FILE writes a self-contained interactive HTML report (opens
-offline). Exit code: 0 when every declared property holds, 1 when one fails, 2 for
-usage errors and plugins that fail to load.
+offline).
+
+Each plugin file is imported and checked in a process of its own, killed past
+--timeout seconds (default 600): a plugin that loops at import, hangs in a product
+or crashes the interpreter fails with a line naming it ("FAIL  plugin PATH: timed
+out after N s while importing the plugin"), and the other files are still checked.
+
+Exit code: 0 when every declared property holds and every plugin loads;
+1 when one fails (a property, or a plugin that does not import, times out or
+dies); 2 for usage errors (bad flags, a path that does not exist, an unwritable
+--out or --json, an unknown key, nothing registered).
 """
 
 from __future__ import annotations
@@ -50,6 +59,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 from typing import Any
 
@@ -60,7 +70,9 @@ HELP = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from explorer.check.isolation import DEFAULT_TIMEOUT
     from explorer.check.settings import DEFAULT_PROBLEMS, RACE_RULES, CheckSettings
+    from explorer.commands.paths import existing_path, output_file
 
     defaults = CheckSettings()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -69,7 +81,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "paths",
         nargs="*",
         metavar="PATH",
-        help="Plugin files or folders; every curvature they register is checked.",
+        type=existing_path,
+        help="Plugin files or folders; every curvature they register is checked, "
+        "each file in a process of its own (see --timeout).",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="Time limit of each plugin, its import and its whole battery "
+        f"(default {DEFAULT_TIMEOUT:g}); a plugin past it is killed and fails "
+        "with 'timed out after SECONDS s', and the others are still checked.",
     )
     parser.add_argument(
         "--curvature",
@@ -187,11 +210,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         **number,
     )
     parser.add_argument(
-        "--out", metavar="FILE", help="Write the interactive HTML report here."
+        "--out",
+        metavar="FILE",
+        type=output_file,
+        help="Write the interactive HTML report here.",
     )
     parser.add_argument(
         "--json",
         metavar="FILE",
+        type=output_file,
         help="Write the JSON summary here instead of stdout.",
     )
     parser.add_argument(
@@ -288,25 +315,29 @@ def _progress(fraction: float, message: str) -> None:
     print(f"[{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
 
 
-def main(args: argparse.Namespace) -> int:
-    import torch
+def _warn(source: str, error: str) -> None:
+    print(f"warning: plugin {source}: {error}", file=sys.stderr)
 
-    from explorer.check import run_battery, write_report, write_summary
-    from explorer.check.loading import load_targets
-    from explorer.plugins import load_plugins
+
+def main(args: argparse.Namespace) -> int:
+    from explorer.check import write_report, write_summary
+    from explorer.check.isolation import check_isolated
 
     if not args.paths and not args.curvature:
         raise ValueError("pass a plugin file (or --curvature KEY for a built-in)")
     settings = settings_from_args(args)
     if args.threads < 1:
         raise ValueError(f"--threads {args.threads} must be at least 1")
-    torch.set_num_threads(args.threads)
-    for report in load_plugins((), use_environment=True, use_entry_points=True):
-        if report.error:
-            print(f"warning: plugin {report.source}: {report.error}", file=sys.stderr)
-    keys, sources = load_targets(args.paths, _keys(args.curvature))
-    report = run_battery(
-        keys, settings, None if args.quiet else _progress, sources=sources
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ValueError(f"--timeout {args.timeout:g} must be a positive number")
+    report = check_isolated(
+        args.paths,
+        _keys(args.curvature),
+        settings,
+        None if args.quiet else _progress,
+        timeout=args.timeout,
+        threads=args.threads,
+        warn=_warn,
     )
     for line in report.summary_lines():
         print(line, file=sys.stderr)

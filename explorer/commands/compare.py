@@ -51,8 +51,13 @@ def rule_entries(fields: dict[str, Any], args: argparse.Namespace) -> list[dict]
     """The runs: from --rules (or the file's ``rules``) plus per-rule options."""
     from explorer.runs import DEFAULT_EXPERIMENT
 
-    if args.rules:
+    if args.rules is not None:  # given, even empty: never silently the defaults
         raw: list[Any] = [key.strip() for key in args.rules.split(",") if key.strip()]
+        if not raw:
+            raise ValueError(
+                f"--rules {args.rules!r} names no rule; give comma-separated rule "
+                "keys, e.g. --rules sgd,kfac (or leave --rules out for the defaults)"
+            )
     else:
         default = [choice.rule for choice in DEFAULT_EXPERIMENT.rules]
         raw = list(fields.pop("rules", default))

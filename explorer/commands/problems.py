@@ -9,12 +9,17 @@ HELP = "List the registered problems and curvatures with their options (JSON)."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", help="Write the JSON here instead of stdout.")
+    from explorer.commands.paths import existing_path, output_file
+
+    parser.add_argument(
+        "--out", type=output_file, help="Write the JSON here instead of stdout."
+    )
     parser.add_argument(
         "--plugin",
         action="append",
         default=[],
         metavar="PATH",
+        type=existing_path,
         help="A plugin file or folder to load first (repeatable); its problems and "
         "curvatures are listed with their source.",
     )

@@ -38,6 +38,7 @@ PER_UPDATE_COLUMNS = ("grad_norm", "update_norm", "damping", "rho", "alpha")
 # ----------------------------------------------------------------- shared parts
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Flags for every scalar field of ``RunConfig`` (help from its schema)."""
+    from explorer.commands.paths import existing_path, output_file
     from explorer.problems.spec import PROBLEMS
     from explorer.runs import RUN_OPTIONS
 
@@ -64,11 +65,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="A JSON or TOML file with RunConfig fields; flags override it.",
     )
     parser.add_argument(
-        "--out", metavar="FILE", help="Write the configs and histories (JSON) here."
+        "--out",
+        metavar="FILE",
+        type=output_file,
+        help="Write the configs and histories (JSON) here.",
     )
     parser.add_argument(
         "--html",
         metavar="FILE",
+        type=output_file,
         help="Also write a self-contained interactive page of the figures (loss, "
         "λ/ρ/α, parameter and function space) here.",
     )
@@ -77,6 +82,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PATH",
+        type=existing_path,
         help="A plugin file or folder (curvatures, problems) to load first "
         "(repeatable); EXPLORER_PLUGINS and installed entry points are loaded too.",
     )

@@ -32,6 +32,8 @@ HELP = (
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from explorer.commands.paths import existing_path, output_file
+
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n", 2)[2]
     parser.add_argument(
@@ -101,7 +103,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto.")
     parser.add_argument("--seed", type=int, default=0, help="Problem and probe seed.")
     parser.add_argument(
-        "--runs", metavar="FILE", help="A runs file (from compare --out)."
+        "--runs",
+        metavar="FILE",
+        type=existing_path,
+        help="A runs file (from compare --out).",
     )
     parser.add_argument("--run", help="The run's label in --runs (default: the first).")
     parser.add_argument(
@@ -110,9 +115,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Trajectory step in --runs (default: last).",
     )
-    parser.add_argument("--out", metavar="FILE", help="Write the JSON here.")
     parser.add_argument(
-        "--html", metavar="FILE", help="Also write an interactive page of the figures."
+        "--out", metavar="FILE", type=output_file, help="Write the JSON here."
+    )
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        type=output_file,
+        help="Also write an interactive page of the figures.",
     )
 
 

@@ -33,10 +33,11 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from explorer.commands.paths import output_file
 
 HELP = "Sweep rule options × seeds on one problem (serial or Dask); JSON summary out."
 
@@ -71,12 +72,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default=None,
+        type=output_file,
         help="A Parquet file: its finished trials are reused and it is rewritten "
         "with every trial (default: none).",
     )
     parser.add_argument(
         "--html",
         default=None,
+        type=output_file,
         help="Write the report (tuned curves, a heatmap per rule, robustness) to "
         "this offline HTML file.",
     )
@@ -107,17 +110,6 @@ def sweep_config(path: str, max_trials: int | None):
         raise ValueError(f"config file {path!r} needs 'problem' and a [rules.*] table")
     limit = MAX_TRIALS if max_trials is None else max_trials
     return SweepConfig(**data, max_trials=limit)
-
-
-def _check_out(flag: str, path: str | None) -> None:
-    if path is None:
-        return
-    target = Path(path).resolve()
-    parent = target.parent
-    if target.is_dir():
-        raise ValueError(f"{flag} {path!r} is a folder; give a file name")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"{flag} {path!r}: the folder {parent} is not writable")
 
 
 def _progress(quiet: bool):
@@ -151,8 +143,6 @@ def main(args: argparse.Namespace) -> int:
 
     config = sweep_config(args.config, args.max_trials)
     config.trials()  # every option validated before anything runs
-    _check_out("--out", args.out)
-    _check_out("--html", args.html)
     result = sweep(config, args.dask, out=args.out, progress=_progress(args.quiet))
     if args.html is not None:
         from explorer.sweeps.report import sweep_html

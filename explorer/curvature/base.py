@@ -448,7 +448,7 @@ class CurvatureOperator(LinearOperator):
     ) -> None:
         self.problem = problem
         self.theta = problem.check_theta(theta).detach()
-        self.batch = problem.batch() if batch is None else batch
+        self.batch = problem.resolve_batch(batch)  # batch=-1: a ValueError, named
         if self.batch.size < 1:
             raise ValueError("the batch is empty; curvature needs at least one example")
         self.generator = (

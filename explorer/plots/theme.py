@@ -12,6 +12,7 @@ same colour in every session and every figure.
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -167,6 +168,25 @@ def text_lines(text: str | None) -> int:
     if not text:
         return 0
     return len(re.split(r"<br\s*/?>", text, flags=re.IGNORECASE))
+
+
+def plain_text(text: str) -> str:
+    """User text (a run's label) for a Plotly name, title or hover: Plotly reads
+    ``<a href>``, ``<b>``, ``<br>`` in them as markup, so ``&``, ``<`` and ``>``
+    become entities, which Plotly draws as the characters typed.
+
+    Example:
+        >>> plain_text('<a href="http://x">me</a> & co')
+        '&lt;a href="http://x"&gt;me&lt;/a&gt; &amp; co'
+    """
+    return html.escape(str(text), quote=False)
+
+
+def plain_keys(runs: Mapping[str, Any]) -> dict[str, Any]:
+    """``runs`` with :func:`plain_text` labels, for the figure builders (which put
+    a run's label in names, hovers and titles).
+    """
+    return {plain_text(label): run for label, run in runs.items()}
 
 
 def subplot_title_lines(figure: Any) -> int:

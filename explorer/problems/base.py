@@ -188,11 +188,14 @@ class Problem:
 
     # ------------------------------------------------------------ parameters
     def check_theta(self, theta: Tensor, name: str = "theta") -> Tensor:
-        """Validates a flat parameter vector: shape (P,), finite; returns it."""
+        """Validates a flat parameter vector: shape (P,), the problem's dtype,
+        finite; returns it.
+        """
         if not isinstance(theta, Tensor):
             raise ValueError(
                 f"{name} must be a torch.Tensor, got {type(theta).__name__}"
             )
+        self._check_dtype(theta, name)
         if theta.shape != (self.num_params,):
             raise ValueError(
                 f"{name} has shape {tuple(theta.shape)}; problem {self.key!r} needs "
@@ -271,12 +274,51 @@ class Problem:
         order = torch.randperm(self.num_examples, generator=generator, device="cpu")
         return self.batch(order[:size].to(self.inputs.device))
 
+    def resolve_batch(self, batch: Batch | None) -> Batch:
+        """``batch`` as a :class:`Batch` (None: the whole training set).
+
+        A plain ``(inputs, targets)`` pair of tensors is accepted; anything else,
+        e.g. a batch *size* such as ``batch=-1``, is a ValueError that says what to
+        pass instead.
+        """
+        if batch is None:
+            return self.batch()
+        if isinstance(batch, Batch):
+            return batch
+        if (
+            isinstance(batch, tuple)
+            and len(batch) == 2
+            and all(isinstance(part, Tensor) for part in batch)
+        ):
+            return Batch(*batch)
+        raise ValueError(
+            f"batch={batch!r} is not a batch of examples; expected None (all "
+            f"{self.num_examples} training examples), a Batch (inputs, targets), "
+            "e.g. problem.sample_batch(size, generator) for `size` random examples"
+        )
+
     def _resolve(self, batch: Batch | None) -> Batch:
-        return self.batch() if batch is None else batch
+        return self.resolve_batch(batch)
+
+    def _check_dtype(self, theta: Tensor, name: str = "theta") -> None:
+        # a mismatch fails deep inside a matmul ("expected m1 and m2 to have the same
+        # dtype") or, worse, silently promotes; name it where the user passed it
+        if theta.dtype != self.theta0.dtype:
+            raise ValueError(
+                f"{name} has dtype {theta.dtype}, but problem {self.key!r} is "
+                f"{self.theta0.dtype}; expected {self.theta0.dtype} (convert with "
+                f"{name}.to(problem.dtype), or build the problem with "
+                f"dtype={str(theta.dtype).removeprefix('torch.')!r})"
+            )
 
     # ------------------------------------------------------------- objective
     def predict(self, theta: Tensor, inputs: Tensor | None = None) -> Tensor:
-        """Network outputs z = f(x; θ) (N, C) for ``inputs`` (default: training)."""
+        """Network outputs z = f(x; θ) (N, C) for ``inputs`` (default: training).
+
+        Raises:
+            ValueError: ``theta`` is not of the problem's dtype.
+        """
+        self._check_dtype(theta)
         return self.predict_fn(theta, self.inputs if inputs is None else inputs)
 
     def objective(self, theta: Tensor, batch: Batch | None = None) -> Tensor:

@@ -63,6 +63,7 @@ POISSON_2D = ProblemSpec(
     label="Poisson regression (2 weights)",
     architecture="Poisson GLM, 2 weights",
     build=build_poisson_2d,
+    count_params=lambda options: 2,
     options=(
         Option(
             "link",

@@ -142,6 +142,7 @@ DOCTOR_VISITS = ProblemSpec(
     label="Doctor visits (Poisson GLM, RAND HIE)",
     architecture="Poisson GLM, 9 regressors + intercept",
     build=build_doctor_visits,
+    count_params=lambda options: 10,  # 9 regressors and the intercept
     options=(
         Option(
             "link",

@@ -21,7 +21,7 @@ import torch
 from explorer.options import Option
 from explorer.problems.base import Problem, problem_from_model
 from explorer.problems.likelihoods import GaussianHeteroscedasticLoss
-from explorer.problems.models import init_uniform, mlp
+from explorer.problems.models import init_uniform, mlp, mlp_num_params
 from explorer.problems.networks import split, test_fraction_option
 from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase
 
@@ -71,6 +71,7 @@ HETEROSCEDASTIC_1D = ProblemSpec(
     label="Heteroscedastic regression (mean and variance)",
     architecture="MLP 1-16-2, tanh, outputs (μ, log σ²)",
     build=build_heteroscedastic_1d,
+    count_params=lambda options: mlp_num_params((1, options["hidden"], 2)),
     options=(
         Option(
             "num_samples", 200, "Number of points (train + test).", low=8, high=100_000

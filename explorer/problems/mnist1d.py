@@ -35,6 +35,7 @@ from scipy.ndimage import gaussian_filter
 from explorer.options import Option
 from explorer.problems.base import Problem
 from explorer.problems.likelihoods import CategoricalLoss
+from explorer.problems.models import mlp_num_params
 from explorer.problems.networks import (
     _network_problem,
     activation_option,
@@ -182,6 +183,9 @@ MNIST1D_MLP = ProblemSpec(
     label="MNIST-1D (MLP)",
     architecture="MLP 40-32-10, ReLU",
     build=build_mnist1d_mlp,
+    count_params=lambda options: mlp_num_params(
+        (SIGNAL_LENGTH, *options["hidden"], 10)
+    ),
     options=(
         Option(
             "num_samples",

@@ -55,6 +55,18 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def mlp_num_params(sizes: Sequence[int], bias: bool = True) -> int:
+    """P of :func:`mlp` ``(sizes)``: Σ (fan_in + bias)·fan_out, without building it.
+
+    >>> mlp_num_params((64, 32, 10))  # 64·32 + 32 + 32·10 + 10
+    2410
+    """
+    return sum(
+        (int(fan_in) + int(bias)) * int(fan_out)
+        for fan_in, fan_out in itertools.pairwise(sizes)
+    )
+
+
 def init_uniform(model: nn.Module, generator: torch.Generator) -> None:
     """PyTorch's default Linear init, U(−1/√fan_in, 1/√fan_in), from ``generator``."""
     with torch.no_grad():

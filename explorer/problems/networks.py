@@ -11,7 +11,7 @@ from torch import Tensor
 from explorer.options import Option
 from explorer.problems.base import Problem, problem_from_model
 from explorer.problems.likelihoods import BernoulliLoss, CategoricalLoss
-from explorer.problems.models import ACTIVATIONS, init_uniform, mlp
+from explorer.problems.models import ACTIVATIONS, init_uniform, mlp, mlp_num_params
 from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase
 
 
@@ -19,10 +19,11 @@ def hidden_option(default: tuple[int, ...]) -> Option:
     return Option(
         "hidden",
         default,
-        "Hidden layer widths, e.g. 32 or 64,32.",
+        "Hidden layer widths, e.g. 32 or 64,32 (at most 8 layers).",
         low=1,
         high=4096,
         kind="ints",
+        max_items=8,
     )
 
 
@@ -101,6 +102,7 @@ MOONS_MLP = ProblemSpec(
     label="Two moons (small MLP)",
     architecture="MLP 2-16-2, tanh",
     build=build_moons_mlp,
+    count_params=lambda options: mlp_num_params((2, *options["hidden"], 2)),
     options=(
         Option(
             "num_samples", 200, "Number of points (train + test).", low=8, high=100_000
@@ -165,6 +167,7 @@ DIGITS_MLP = ProblemSpec(
     label="Digits 8×8 (MLP)",
     architecture="MLP 64-32-10, tanh",
     build=build_digits_mlp,
+    count_params=lambda options: mlp_num_params((64, *options["hidden"], 10)),
     options=(
         hidden_option((32,)),
         activation_option(),
@@ -208,12 +211,16 @@ DIGITS_MLP = ProblemSpec(
 
 
 # ---------------------------------------------------------- digits_autoencoder
+def autoencoder_sizes(encoder: tuple[int, ...]) -> tuple[int, ...]:
+    """64, the encoder's widths, their mirror without the code, 64."""
+    return (64, *encoder, *tuple(encoder)[-2::-1], 64)
+
+
 def build_digits_autoencoder(options: dict[str, Any], context: BuildContext) -> Problem:
     pixels, _ = load_digits_arrays()
     binary = torch.as_tensor(pixels / 16.0 > 0.5, dtype=torch.float64)
     train, test = split(len(pixels), options["test_fraction"], context.generator)
-    encoder = tuple(options["hidden"])
-    sizes = (64, *encoder, *encoder[-2::-1], 64)
+    sizes = autoencoder_sizes(options["hidden"])
     return _network_problem(
         sizes,
         options,
@@ -234,14 +241,16 @@ DIGITS_AUTOENCODER = ProblemSpec(
     label="Digits autoencoder (Bernoulli)",
     architecture="MLP autoencoder 64-32-16-8-16-32-64, tanh",
     build=build_digits_autoencoder,
+    count_params=lambda options: mlp_num_params(autoencoder_sizes(options["hidden"])),
     options=(
         Option(
             "hidden",
             (32, 16, 8),
-            "Encoder widths down to the code; the decoder mirrors them.",
+            "Encoder widths down to the code; the decoder mirrors them (at most 8).",
             low=1,
             high=1024,
             kind="ints",
+            max_items=8,
         ),
         activation_option(),
         test_fraction_option(0.2),

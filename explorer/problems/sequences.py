@@ -151,6 +151,28 @@ class TinyTransformer(nn.Module):
         return self.head(self.norm(h[:, -1]))
 
 
+def transformer_num_params(options: dict[str, Any]) -> int:
+    """P of ``tiny_transformer`` with resolved ``options``, without building it.
+
+    With vocabulary V = p + 1, T = 3 positions, d = ``d_model``, m = ``mlp_width``
+    and L blocks: embeddings (V + T)·d; per block two LayerNorms (4d), four d × d
+    projections with biases 4(d² + d) and the MLP (d + 1)·m + (m + 1)·d; the final
+    LayerNorm 2d and the head (d + 1)·p.
+
+    >>> transformer_num_params({"modulus": 23, "d_model": 12, "mlp_width": 48,
+    ...                         "num_layers": 1})
+    2531
+    """
+    p, d, m = options["modulus"], options["d_model"], options["mlp_width"]
+    block = 4 * d + 4 * (d * d + d) + (d + 1) * m + (m + 1) * d
+    return (
+        (p + 1 + SEQUENCE_LENGTH) * d
+        + options["num_layers"] * block
+        + 2 * d
+        + (d + 1) * p
+    )
+
+
 def init_transformer(model: nn.Module, generator: torch.Generator) -> None:
     """Seeded init from ``generator``, in module order.
 
@@ -230,6 +252,7 @@ TINY_TRANSFORMER = ProblemSpec(
     label="Modular addition (tiny transformer)",
     architecture="transformer, 1 layer, d = 12, 2 heads",
     build=build_tiny_transformer,
+    count_params=transformer_num_params,
     options=(
         Option(
             "modulus",

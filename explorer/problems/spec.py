@@ -156,6 +156,12 @@ class ProblemSpec:
             :data:`PROBLEM_GROUPS` (``"yours"`` for problems from plugins).
         architecture: The model in a few words ("MLP 64-32-10, tanh"), for cards.
         source: ``"builtin"`` or the plugin file / entry point that registered it.
+        count_params: ``(resolved options) -> P`` by arithmetic on the options,
+            without building anything, so that a server can refuse a model too
+            large for it before a byte is allocated (:func:`estimate_num_params`).
+            Every built-in problem declares it, and a generated test checks it
+            against the built model; None (a plugin that does not say) means P is
+            known only once the problem is built.
     """
 
     key: str
@@ -169,6 +175,7 @@ class ProblemSpec:
     group: str = "networks"
     architecture: str = ""
     source: str = "builtin"
+    count_params: Callable[[Mapping[str, Any]], int] | None = None
 
     def __post_init__(self) -> None:
         if self.group not in PROBLEM_GROUPS:
@@ -208,6 +215,31 @@ PROBLEMS: Registry[ProblemSpec] = Registry("problem")
 def register_problem(spec: ProblemSpec) -> ProblemSpec:
     """Adds ``spec`` to :data:`PROBLEMS` (one line per problem module)."""
     return PROBLEMS.register(spec.key, spec)
+
+
+def estimate_num_params(
+    key: str, options: Mapping[str, Any] | None = None
+) -> int | None:
+    """The parameter count P of problem ``key`` with ``options``, before building it.
+
+    Arithmetic on the validated options (:attr:`ProblemSpec.count_params`): a
+    request for a 3-billion-parameter MLP is answered in microseconds, with no
+    allocation. None when the problem does not declare its count (some plugins).
+
+    Raises:
+        ValueError: An unknown key or an invalid option (as :func:`problem`).
+
+    Example:
+        >>> estimate_num_params("digits_mlp", {"hidden": (32,)})  # 64-32-10
+        2410
+        >>> estimate_num_params("digits_mlp", {"hidden": (4096,) * 8})
+        117776394
+    """
+    spec = PROBLEMS[key]
+    resolved = resolve_options(spec.options, options, where=f"problem {key!r}")
+    if spec.count_params is None:
+        return None
+    return int(spec.count_params(resolved))
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

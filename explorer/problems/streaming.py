@@ -19,6 +19,27 @@ from explorer.problems.likelihoods import BernoulliLoss
 from explorer.problems.models import mlp
 from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase
 
+#: The most values (eval_size × dim) the fixed evaluation sample may hold: 20 M
+#: floats, 160 MB in float64 (2,000,000 × 10,000 would be 160 GB).
+MAX_EVAL_VALUES = 20_000_000
+
+
+def stream_num_params(options: dict[str, Any]) -> int:
+    """P = d, after refusing an evaluation sample above :data:`MAX_EVAL_VALUES`
+    (checked here, before anything is drawn, and again by the builder).
+
+    Raises:
+        ValueError: ``eval_size × dim`` is above :data:`MAX_EVAL_VALUES`.
+    """
+    dim, size = options["dim"], options["eval_size"]
+    if dim * size > MAX_EVAL_VALUES:
+        raise ValueError(
+            f"problem 'stream_logreg': eval_size × dim = {size:,} × {dim:,} = "
+            f"{size * dim:,} values, above the limit of {MAX_EVAL_VALUES:,}; lower "
+            "eval_size or dim"
+        )
+    return dim
+
 
 def _covariance_root(dim: int, correlation: float) -> Tensor:
     index = torch.arange(dim, dtype=torch.float64)
@@ -27,7 +48,7 @@ def _covariance_root(dim: int, correlation: float) -> Tensor:
 
 
 def build_stream_logreg(options: dict[str, Any], context: BuildContext) -> Problem:
-    dim = options["dim"]
+    dim = stream_num_params(options)  # refuses a too large sample before drawing
     root = _covariance_root(dim, options["input_correlation"])
     theta_star = (
         options["signal"]
@@ -72,6 +93,7 @@ STREAM_LOGREG = ProblemSpec(
     label="Streaming logistic regression",
     architecture="logistic regression on fresh samples",
     build=build_stream_logreg,
+    count_params=stream_num_params,  # d weights, no bias
     options=(
         Option("dim", 5, "Dimension d = P of x and θ.", low=1, high=10_000),
         Option(
@@ -91,7 +113,8 @@ STREAM_LOGREG = ProblemSpec(
         Option(
             "eval_size",
             50_000,
-            "Size of the fixed sample on which the population loss is estimated.",
+            "Size of the fixed sample on which the population loss is estimated "
+            "(eval_size × dim at most 20,000,000).",
             low=100,
             high=2_000_000,
         ),

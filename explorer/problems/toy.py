@@ -84,6 +84,7 @@ GAUSSIAN_FIT = ProblemSpec(
     label="Gaussian fit (μ, σ)",
     architecture="two parameters (μ, σ) of a Gaussian",
     build=build_gaussian_fit,
+    count_params=lambda options: 2,
     options=(
         Option(
             "parameterization",
@@ -195,6 +196,7 @@ LINREG_2D = ProblemSpec(
     label="Linear regression (2 weights)",
     architecture="linear model, 2 weights",
     build=build_linreg_2d,
+    count_params=lambda options: 2,
     options=(
         Option(
             "data",
@@ -273,6 +275,7 @@ LOGREG_2D = ProblemSpec(
     label="Logistic regression (2 weights)",
     architecture="logistic regression, 2 weights",
     build=build_logreg_2d,
+    count_params=lambda options: 2,
     options=(
         Option(
             "data",
@@ -325,6 +328,7 @@ TINY_TANH = ProblemSpec(
     label="Tiny tanh network (2 weights)",
     architecture="one tanh unit, 2 weights",
     build=build_tiny_tanh,
+    count_params=lambda options: 2,
     options=(
         Option("num_samples", 64, "Number of examples N.", low=2, high=100_000),
         Option("noise", 0.1, "Std. dev. of the label noise.", low=0.0, high=10.0),
@@ -378,6 +382,7 @@ ROSENBROCK = ProblemSpec(
     label="Rosenbrock (least squares)",
     architecture="the Rosenbrock function as a Gaussian residual",
     build=build_rosenbrock,
+    count_params=lambda options: 2,
     options=(
         Option("a", 1.0, "Location of the minimum (a, a²).", low=-10.0, high=10.0),
         Option("b", 100.0, "Curvature of the valley.", low=1e-3, high=1e4),

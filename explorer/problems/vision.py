@@ -36,7 +36,7 @@ from torch import nn
 from explorer.options import Option
 from explorer.problems.base import Problem, problem_from_model
 from explorer.problems.likelihoods import CategoricalLoss
-from explorer.problems.models import ACTIVATIONS, init_uniform, mlp
+from explorer.problems.models import ACTIVATIONS, init_uniform, mlp, mlp_num_params
 from explorer.problems.networks import activation_option, split, test_fraction_option
 from explorer.problems.spec import BuildContext, ProblemSpec, TinyCase, packaged_file
 
@@ -119,6 +119,28 @@ def lenet(
     return nn.Sequential(*layers)
 
 
+def lenet_num_params(image_size: int, channels: tuple[int, ...], num_classes=10) -> int:
+    """P of :func:`lenet`, without building it: per stage c_out·(9·c_in + 1), the
+    side halved (floor) by each pooling, then (c·s² + 1)·classes.
+
+    >>> lenet_num_params(14, (4, 8))  # 40 + 296 + (8·3·3 + 1)·10
+    1066
+    """
+    count, in_channels, side = 0, 1, image_size
+    for out_channels in channels:
+        count += out_channels * (9 * in_channels + 1)
+        in_channels, side = out_channels, side // 2
+    return count + (in_channels * side * side + 1) * num_classes
+
+
+def mnist_num_params(options: dict[str, Any]) -> int:
+    """P of ``mnist_cnn`` with resolved ``options`` (either architecture)."""
+    side = options["image_size"]
+    if options["architecture"] == "mlp":
+        return mlp_num_params((side * side, *options["hidden"], 10))
+    return lenet_num_params(side, tuple(options["channels"]))
+
+
 def init_conv_uniform(model: nn.Module, generator: torch.Generator) -> None:
     """PyTorch's default init, U(−1/√fan_in, 1/√fan_in) for weight and bias, drawn
     from ``generator`` for every ``nn.Conv2d`` (fan_in = in_channels·k_h·k_w) and
@@ -186,6 +208,7 @@ MNIST_CNN = ProblemSpec(
     label="MNIST 14×14 (small CNN)",
     architecture="LeNet-style CNN conv4-conv8-10, tanh",
     build=build_mnist_cnn,
+    count_params=mnist_num_params,
     options=(
         Option(
             "architecture",
@@ -207,14 +230,16 @@ MNIST_CNN = ProblemSpec(
             low=1,
             high=256,
             kind="ints",
+            max_items=4,
         ),
         Option(
             "hidden",
             (16,),
-            "MLP: hidden layer widths, e.g. 16 or 64,32.",
+            "MLP: hidden layer widths, e.g. 16 or 64,32 (at most 8 layers).",
             low=1,
             high=4096,
             kind="ints",
+            max_items=8,
         ),
         activation_option(),
         test_fraction_option(0.1),

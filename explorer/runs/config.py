@@ -15,6 +15,7 @@ from keys.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +27,54 @@ from explorer.problems.base import Problem
 from explorer.problems.spec import PROBLEMS, problem
 from explorer.runs.settings import SETTINGS_OPTIONS, RunSettings, problem_settings
 
+#: The most characters a run's label may have (a legend entry, not a document).
+MAX_LABEL_LENGTH = 80
+
 LABEL_OPTION = Option(
     "label",
     None,
-    "Display name (default: the rule key); lets one rule appear twice.",
+    "Display name (default: the rule key); lets one rule appear twice. Plain text, "
+    f"one line of at most {MAX_LABEL_LENGTH} characters.",
     kind="str",
     nullable=True,
 )
+
+
+def validate_label(label: str | None) -> str | None:
+    """``label`` when it is a run label: one line of plain text of at most
+    :data:`MAX_LABEL_LENGTH` characters (None: the rule key).
+
+    Labels are shown as typed (pages escape Markdown and HTML), but the length and
+    the single line are checked here, once, so the library, the command line and
+    the app refuse the same labels.
+
+    Raises:
+        ValueError: Too long (the message names the limit, not the text), or
+            with a control character (a line break, a tab...).
+
+    Example:
+        >>> validate_label("sgd, lr 0.5")
+        'sgd, lr 0.5'
+        >>> validate_label("x" * 81)
+        Traceback (most recent call last):
+        ...
+        ValueError: run label has 81 characters, more than the limit of 80
+    """
+    label = LABEL_OPTION.validate(label, where="run")
+    if label is None:
+        return None
+    if len(label) > MAX_LABEL_LENGTH:
+        raise ValueError(
+            f"run label has {len(label):,} characters, more than the limit of "
+            f"{MAX_LABEL_LENGTH}"
+        )
+    if any(unicodedata.category(char) == "Cc" for char in label):
+        raise ValueError(
+            f"run label {label!r} has a control character (a line break, a tab...); "
+            "a label is one line of plain text"
+        )
+    return label
+
 
 #: Declared scalar fields of :class:`RunConfig` (``--help``, flags, widgets).
 RUN_OPTIONS: tuple[Option, ...] = (*SETTINGS_OPTIONS, LABEL_OPTION)
@@ -175,7 +217,7 @@ class RunConfig:
             )
         base = settings if settings is not None else problem_settings(problem)
         set_(self, "settings", base.replace(**setting_fields))
-        set_(self, "label", LABEL_OPTION.validate(label, where="run"))
+        set_(self, "label", validate_label(label))
 
     def __getattr__(self, name: str) -> Any:
         # ``config.steps`` and friends read the settings (called only for names

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from explorer.problems.base import Problem
-from explorer.runs.config import ProblemConfig, RunConfig
+from explorer.runs.config import MAX_LABEL_LENGTH, ProblemConfig, RunConfig
 from explorer.runs.settings import RunSettings, problem_settings
 
 
@@ -76,7 +76,9 @@ class Experiment:
         for choice in self.rules:
             name = choice.display_name()
             seen[name] = seen.get(name, 0) + 1
-            label = name if seen[name] == 1 else f"{name} #{seen[name]}"
+            suffix = "" if seen[name] == 1 else f" #{seen[name]}"
+            # the suffix stays within the label limit (a long name is shortened)
+            label = name[: MAX_LABEL_LENGTH - len(suffix)] + suffix if suffix else name
             configs.append(
                 RunConfig(
                     problem=self.problem,

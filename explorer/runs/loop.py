@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -250,8 +251,19 @@ def _runaway_growth(recorder: Recorder, step: int) -> str | None:
     return f"the loss grew from {start:.3g} to {now:.3g}"
 
 
-@functools.cache
+_WARM_UP_LOCK = threading.Lock()
+
+
 def warm_up_torch_func() -> None:
+    """:func:`_warm_up_torch_func` once per process, whichever thread asks first
+    (the others wait for it: two threads importing torch._dynamo at once race).
+    """
+    with _WARM_UP_LOCK:
+        _warm_up_torch_func()
+
+
+@functools.cache
+def _warm_up_torch_func() -> None:
     """Runs one tiny vmapped vector-Jacobian product, once per process.
 
     torch.func imports ``torch._dynamo`` (with sympy) and ``torch._decomp`` the

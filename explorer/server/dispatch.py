@@ -14,7 +14,11 @@ The web process never computes; it hands :class:`Task` objects to a
 * cancels: a queued computation leaves the queue, a running one is asked to stop
   (a ``distributed.Event`` its worker checks) and, if it does not within a grace
   period, is ended by restarting its worker; the same happens to a computation past
-  its wall-clock limit, and to the work of a session whose browser tab has closed;
+  its wall-clock limit, and to the work of a session whose browser tab has closed:
+  the page's own check (``alive``) says so, or the session's **lease** ran out (a
+  session that has called :meth:`Dispatcher.renew` once must renew it at least
+  every ``lease`` seconds, which the pages do on every script run and progress
+  poll; a closed tab stops renewing);
 * retries a computation once when its worker dies, then fails it with a message.
 
 Each caller holds a :class:`Ticket`: its view of one computation (phase, rows,
@@ -201,6 +205,11 @@ class Dispatcher:
         grace: Seconds a computation asked to stop (or past its time limit) may
             take before its worker is restarted.
         capacity: Worker threads to fill (None: ask the cluster, every few seconds).
+        lease: Seconds after its last :meth:`renew` at which a session's work is
+            cancelled (None: no leases). Sessions that never renewed (the library,
+            the command line) are never cancelled this way.
+        clock: The lease's clock (seconds; tests pass a fake one).
+        liveness_seconds: How often the leases and the ``alive`` checks are read.
     """
 
     def __init__(
@@ -211,8 +220,15 @@ class Dispatcher:
         poll: float = 0.2,
         grace: float = 8.0,
         capacity: int | None = None,
+        lease: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        liveness_seconds: float = 2.0,
     ) -> None:
         self.client = client
+        self.lease = lease
+        self.clock = clock
+        self.liveness_seconds = liveness_seconds
+        self._renewed: dict[str, float] = {}  # session -> clock() of its last renew
         self.store = store
         self.poll = poll
         self.grace = grace
@@ -272,6 +288,21 @@ class Dispatcher:
             self._tickets.append(ticket)
             self._cond.notify_all()
             return ticket
+
+    def renew(self, session: str) -> None:
+        """``session`` is still there (a script run or a progress poll of its
+        page): its lease runs for another ``lease`` seconds.
+        """
+        self._renewed[session] = self.clock()  # one dict store: no lock needed
+
+    def lease_expired(self, session: str) -> bool:
+        """Whether ``session`` holds a lease and has not renewed it in time."""
+        last = self._renewed.get(session)
+        return (
+            self.lease is not None
+            and last is not None
+            and self.clock() - last > self.lease
+        )
 
     def cancel(self, ticket: Ticket) -> None:
         with self._cond:
@@ -434,6 +465,7 @@ class Dispatcher:
                 error = describe_error(error_object)
         except Exception as failure:
             error = describe_error(failure)
+        stopped = error is not None and computation.stop_requested_at is not None
         computation.future = None
         task = computation.task
         if result is not None and task.cache_if is not None and task.cache_if(result):
@@ -447,12 +479,10 @@ class Dispatcher:
                     computation.started_at or time.monotonic()
                 )
                 self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * max(elapsed, 0.05)
-            self._end(
-                computation,
-                FINISHED if error is None else FAILED,
-                result=result,
-                error=error,
-            )
+            phase = FINISHED if error is None else FAILED
+            if stopped:  # it saw Stop and ended early (tasks.Stopped): not a failure
+                phase, error = CANCELLED, "stopped before it finished"
+            self._end(computation, phase, result=result, error=error)
 
     def _resubmit(self, computation: Computation) -> None:
         log.warning("worker died running %s; retrying once", computation.id)
@@ -471,16 +501,26 @@ class Dispatcher:
 
     def _watch(self) -> None:
         now = time.monotonic()
-        if now - self._liveness_checked > 2.0:
+        if now - self._liveness_checked > self.liveness_seconds:
             self._liveness_checked = now
             for ticket in list(self._tickets):
-                if ticket.alive is not None and not ticket.done:
+                if ticket.done:
+                    continue
+                if self.lease_expired(ticket.session):
+                    log.info("session %s stopped renewing; cancelling", ticket.session)
+                    self.cancel(ticket)
+                    continue
+                if ticket.alive is not None:
                     try:
                         alive = ticket.alive()
                     except Exception:
                         alive = True
                     if not alive:
                         self.cancel(ticket)
+            live = {t.session for t in self._tickets if not t.done}
+            for session in [s for s in self._renewed if s not in live]:
+                if self.lease_expired(session):  # gone, with nothing left to stop
+                    self._renewed.pop(session, None)
         for computation in list(self._running.values()):
             started = computation.started_at or computation.queued_at
             over_limit = now - started > computation.task.time_limit + self.grace

@@ -94,6 +94,13 @@ def start_client(settings: EngineSettings) -> tuple[Any, Any, str]:
 
     with dask.config.set(DASK_CONFIG):
         if settings.scheduler == "inprocess":
+            from explorer.runs.loop import warm_up_torch_func
+
+            # torch.func's first use imports and compiles modules; done here, before
+            # the worker threads exist, it cannot overlap a page script's compile
+            # (CPython 3.11 raises "AST constructor recursion depth mismatch" when
+            # two threads build ASTs at once)
+            warm_up_torch_func()
             cluster = LocalCluster(
                 n_workers=1,
                 threads_per_worker=settings.workers,
@@ -204,7 +211,9 @@ class Engine:
         self.plugins = plugins
         self.description = description
         self.version = source_fingerprint(plugins)
-        self.dispatcher = Dispatcher(client, self.store, capacity=capacity)
+        self.dispatcher = Dispatcher(
+            client, self.store, capacity=capacity, lease=self.limits.lease_seconds
+        )
 
     @classmethod
     def from_environment(
@@ -300,6 +309,12 @@ class Engine:
             self.dispatcher.submit(session, task, group=group, alive=alive)
             for task in tasks
         ]
+
+    def renew(self, session: str) -> None:
+        """``session``'s page is still open: its work keeps running (the lease of
+        ``Limits.lease_seconds``; a closed tab stops renewing and its work stops).
+        """
+        self.dispatcher.renew(session)
 
     def workers(self) -> int:
         return self.dispatcher.capacity

@@ -23,3 +23,6 @@ def dask_setup(worker: Any = None) -> None:
     """Called by Dask when the worker starts."""
     del worker
     torch.set_num_threads(1)
+    from explorer.runs.loop import warm_up_torch_func
+
+    warm_up_torch_func()  # torch.func's imports at start, not in the first task

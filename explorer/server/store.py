@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResultStore"]
+__all__ = ["ByteLRU", "ResultStore", "value_bytes"]
 
 MiB = 2**20
 #: The memory bound :meth:`ResultStore.from_environment` never exceeds.
@@ -151,7 +151,8 @@ class ResultStore:
           or ``~/.cache/curvature-explorer/results`` without an absolute
           ``XDG_CACHE_HOME``.
         * ``EXPLORER_CACHE_MB``: the disk bound in MiB (default 1024, fractions
-          allowed). The memory bound is the smaller of 256 MiB and the disk bound.
+          allowed). The memory bound is the smaller of 256 MiB and the disk bound,
+          unless ``EXPLORER_CACHE_MEMORY_MB`` sets it (MiB).
 
         A directory that cannot be created or written into does not stop the
         server: the store then keeps results in memory only and says why in
@@ -170,6 +171,9 @@ class ResultStore:
         raw_mb = environ.get("EXPLORER_CACHE_MB", "").strip()
         disk_bytes = DEFAULT_DISK_BYTES if not raw_mb else _parse_mib(raw_mb)
         memory_bytes = min(DEFAULT_MEMORY_BYTES, disk_bytes)
+        raw_memory = environ.get("EXPLORER_CACHE_MEMORY_MB", "").strip()
+        if raw_memory:
+            memory_bytes = _parse_mib(raw_memory, "EXPLORER_CACHE_MEMORY_MB")
 
         raw_dir = environ.get("EXPLORER_CACHE_DIR", "").strip()
         if raw_dir.lower() == "none":
@@ -399,16 +403,14 @@ def _is_temp_name(name: str) -> bool:
     return name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)
 
 
-def _parse_mib(raw: str) -> int:
-    """``EXPLORER_CACHE_MB``'s value in bytes."""
+def _parse_mib(raw: str, name: str = "EXPLORER_CACHE_MB") -> int:
+    """The value of variable ``name`` (MiB) in bytes."""
     try:
         mib = float(raw)
     except ValueError:
         mib = float("nan")
     if not (0 <= mib < float("inf")):  # also rejects nan
-        raise ValueError(
-            f"EXPLORER_CACHE_MB must be a non-negative number of MiB, got {raw!r}"
-        )
+        raise ValueError(f"{name} must be a non-negative number of MiB, got {raw!r}")
     return int(mib * MiB)
 
 
@@ -421,3 +423,112 @@ def _default_directory(environ: Mapping[str, str]) -> Path:
         home = environ.get("HOME")
         base = (Path(home) if home else Path.home()) / ".cache"
     return base / "curvature-explorer" / "results"
+
+
+# ------------------------------------------------- live objects bounded by bytes
+def value_bytes(value: Any, _seen: set[int] | None = None, _depth: int = 0) -> int:
+    """About how many bytes the arrays inside ``value`` hold.
+
+    Counts torch tensors (``numel · element_size``, a storage shared by several
+    views once), NumPy arrays and Python numbers, walking dicts, lists, tuples,
+    sets and objects' attributes (``__dict__`` and ``__slots__``) to a depth of 8;
+    everything else counts 0. Cheap enough to run on every insertion: the result
+    of a view holds a handful of tensors, not millions of objects.
+
+    >>> import torch
+    >>> value_bytes({"H": torch.zeros(10, 10, dtype=torch.float64), "n": [1.0, 2.0]})
+    864
+    """
+    import numpy as np
+    import torch
+
+    seen = set() if _seen is None else _seen
+    if _depth > 8 or id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        if storage.data_ptr() in seen:
+            return 0
+        seen.add(storage.data_ptr())
+        return storage.nbytes()
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, bool | int | float | complex):
+        return 32  # the object and its slot in a container
+    if isinstance(value, str | bytes | bytearray):
+        return len(value)
+    children: Any = ()
+    if isinstance(value, Mapping):
+        children = list(value.values())
+    elif isinstance(value, list | tuple | set | frozenset):
+        children = value
+    elif hasattr(value, "__dict__") and not isinstance(value, type):
+        children = list(vars(value).values())
+    elif hasattr(value, "__slots__"):
+        children = [getattr(value, n, None) for n in value.__slots__]
+    return sum(value_bytes(child, seen, _depth + 1) for child in children)
+
+
+class ByteLRU:
+    """A thread-safe LRU map of live objects, bounded by the bytes they hold.
+
+    For caches whose values are not pickled (a worker's built problems and the
+    operators of a point, the web process's figures): each value is charged
+    :func:`value_bytes`, measured again whenever the map is used, because some
+    values grow after insertion (a point's matrices are added one by one). The
+    least recently used entries are dropped until the total fits; the entry just
+    used is kept even when it alone is larger.
+
+    Args:
+        max_bytes: The bound.
+
+    Example:
+        >>> cache = ByteLRU(max_bytes=100)
+        >>> cache.put("a", b"x" * 60); cache.put("b", b"y" * 60)
+        >>> "a" in cache, "b" in cache  # a was the least recently used
+        (False, True)
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = _check_bound("max_bytes", max_bytes)
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            self._evict()
+
+    def __contains__(self, key: Any) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def used(self) -> int:
+        """The bytes the values hold now."""
+        with self._lock:
+            return sum(value_bytes(v) for v in self._items.values())
+
+    def trim(self) -> None:
+        """Evicts until within the bound (after values grew in place)."""
+        with self._lock:
+            self._evict()
+
+    def _evict(self) -> None:
+        sizes = {key: value_bytes(value) for key, value in self._items.items()}
+        total = sum(sizes.values())
+        while total > self.max_bytes and len(self._items) > 1:
+            key, _ = self._items.popitem(last=False)
+            total -= sizes[key]

@@ -20,18 +20,19 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from explorer.plugins import load_plugin_file, load_plugins
+from explorer.plugins import load_plugins, load_private_plugin
 from explorer.problems.base import Problem
+from explorer.problems.spec import estimate_num_params
 from explorer.runs import History, ProblemConfig, RunConfig, run
-from explorer.server.limits import LimitExceeded, Limits
+from explorer.server.limits import LimitExceeded, Limits, estimate_config
+from explorer.server.store import ByteLRU
 
 #: The Dask event topic of progress messages.
 TOPIC = "explorer.progress"
@@ -40,12 +41,15 @@ TOPIC = "explorer.progress"
 @dataclass(frozen=True)
 class PluginSources:
     """The plugins a worker loads before a task: the app's folder, the value of
-    ``EXPLORER_PLUGINS`` and uploaded files as ``(name, source text)`` pairs.
+    ``EXPLORER_PLUGINS`` and uploaded files as ``(name, source text)`` pairs, which
+    belong to ``owner`` (the uploading session: listed for it alone, see
+    :func:`explorer.plugins.load_private_plugin`).
     """
 
     folder: str | None = None
     environment: str = ""
     uploaded: tuple[tuple[str, str], ...] = ()
+    owner: str = ""
 
 
 @dataclass
@@ -127,6 +131,23 @@ class Channel:
         get_worker().log_event(TOPIC, message)
 
 
+class Stopped(Exception):
+    """A view's computation saw Stop (or its time limit) and ended early.
+
+    Raised by :func:`stop_if_asked` between the steps of a computation, so Stop and
+    a closed tab end it within one step instead of waiting for its worker to be
+    restarted; the dispatcher records the computation as cancelled, and what was
+    already built stays in the worker's caches for the next request.
+    """
+
+
+def stop_if_asked(channel: Channel | None) -> None:
+    """Raises :class:`Stopped` when ``channel`` says stop (None: never)."""
+    if channel is not None and channel.cancelled():
+        reason = "its time limit" if channel.stopped_by == "time" else "Stop"
+        raise Stopped(f"stopped by {reason}")
+
+
 def _plain(value: Any) -> Any:
     """A msgpack-safe copy of a metric (floats, ints, text; non-finite as None)."""
     if isinstance(value, bool | int | str) or value is None:
@@ -149,48 +170,74 @@ def execute(fn: Callable[..., Any], args: tuple, channel: Channel) -> Any:
 
 
 # ----------------------------------------------------------- worker caches
+#: The default bound on what one worker process keeps between tasks (MiB).
+WORKER_CACHE_MB = 1024.0
+
+
+def worker_cache_bytes(environ: Mapping[str, str] = os.environ) -> int:
+    """``EXPLORER_WORKER_CACHE_MB`` in bytes (default :data:`WORKER_CACHE_MB`).
+
+    Raises:
+        ValueError: not a non-negative number.
+    """
+    text = environ.get("EXPLORER_WORKER_CACHE_MB", "").strip()
+    try:
+        mib = float(text) if text else WORKER_CACHE_MB
+    except ValueError:
+        mib = float("nan")
+    if not 0 <= mib < float("inf"):
+        raise ValueError(
+            f"EXPLORER_WORKER_CACHE_MB={text!r} must be a non-negative number of MiB"
+        )
+    return int(mib * 2**20)
+
+
 class WorkerCache:
-    """Per-process caches of a worker: built problems and loaded plugins.
+    """Per-process caches of a worker: built problems, the operators and matrices of
+    recent points, and loaded plugins.
 
     Module-level on purpose: a worker process lives for many tasks, and a problem
-    (its data, its model) is expensive to build and read-only once built.
+    (its data, its model) is expensive to build and read-only once built. Problems
+    and points share one bound in *bytes* (:class:`~explorer.server.store.ByteLRU`,
+    ``EXPLORER_WORKER_CACHE_MB``): a point of P = 3,000 holds 72 MB per dense
+    curvature, a point of P = 50 a few kilobytes, so a count of entries would be
+    either wasteful or unbounded.
+
+    Args:
+        max_bytes: The bound (default: from the environment).
     """
 
-    def __init__(self, max_problems: int = 8) -> None:
-        self.max_problems = max_problems
-        self._problems: OrderedDict[ProblemConfig, Problem] = OrderedDict()
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.max_bytes = worker_cache_bytes() if max_bytes is None else max_bytes
+        self._cache = ByteLRU(self.max_bytes)
         self._plugins: set[tuple] = set()
         self._upload_folder: Path | None = None
-        self._memo: OrderedDict[str, Any] = OrderedDict()
-        self.max_memo = 4
         self._lock = threading.Lock()
 
     def memo(self, key: str, build: Callable[[], Any]) -> Any:
-        """``build()``, kept for the next few calls with ``key`` (e.g. the operators
-        and dense matrices of a point, reused when only the damping changes).
+        """``build()``, kept while it fits with ``key`` (e.g. the operators and dense
+        matrices of a point, reused when only the damping changes). Values that grew
+        since (a point's matrices) are charged their new size on the next call.
         """
-        with self._lock:
-            if key in self._memo:
-                self._memo.move_to_end(key)
-                return self._memo[key]
+        found = self._cache.get(("memo", key))
+        if found is not None:
+            self._cache.trim()
+            return found
         value = build()
-        with self._lock:
-            self._memo[key] = value
-            while len(self._memo) > self.max_memo:
-                self._memo.popitem(last=False)
+        self._cache.put(("memo", key), value)
         return value
 
     def problem(self, config: ProblemConfig) -> Problem:
-        with self._lock:
-            if config in self._problems:
-                self._problems.move_to_end(config)
-                return self._problems[config]
+        found = self._cache.get(("problem", config))
+        if found is not None:
+            return found
         built = config.build()
-        with self._lock:
-            self._problems[config] = built
-            while len(self._problems) > self.max_problems:
-                self._problems.popitem(last=False)
+        self._cache.put(("problem", config), built)
         return built
+
+    def used_bytes(self) -> int:
+        """What the cached problems and points hold now."""
+        return self._cache.used()
 
     def ensure_plugins(self, sources: PluginSources | None) -> None:
         """Loads the app's plugins in this process once, and each uploaded file once."""
@@ -211,14 +258,15 @@ class WorkerCache:
                         os.environ["EXPLORER_PLUGINS"] = previous
             for name, text in sources.uploaded:
                 digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-                if ("upload", digest) in self._plugins:
+                if ("upload", digest, sources.owner) in self._plugins:
                     continue
-                self._plugins.add(("upload", digest))
+                self._plugins.add(("upload", digest, sources.owner))
                 if self._upload_folder is None:  # private to this process (0o700)
                     self._upload_folder = Path(tempfile.mkdtemp(prefix="explorer-"))
                 path = self._upload_folder / f"{Path(name).stem}_{digest}.py"
-                path.write_text(text)
-                load_plugin_file(path)
+                # the uploader's alone, as in the web process (one that shares
+                # this process's registry lists it for no other session)
+                load_private_plugin(text, path, owner=sources.owner or "upload")
 
 
 WORKER = WorkerCache()
@@ -232,14 +280,22 @@ def run_task(
     *,
     channel: Channel,
 ) -> History:
-    """One optimizer run, refused before its first step when above the limits.
+    """One optimizer run, refused when above the limits: before the problem is
+    built when its parameter count P (from the options) is, else before the first
+    step (steps, steps × P, the estimated memory).
 
     A run stopped by the time limit keeps its partial history, with a message that
     names the limit.
     """
     WORKER.ensure_plugins(plugins)
+    # P from the options first: a model above the limit is never built here
+    estimated = estimate_num_params(config.problem, config.problem_options)
+    refusal = limits.problem_refusal(estimated)
+    if refusal is not None:
+        raise LimitExceeded(refusal)
     problem = WORKER.problem(config.problem_config)
-    refusal = limits.run_refusal(config.steps, problem.num_params)
+    estimate = estimate_config(config, problem.num_params, problem.num_examples)
+    refusal = limits.run_refusal(config.steps, problem.num_params, estimate)
     if refusal is not None:
         raise LimitExceeded(refusal)
     history = run(

@@ -7,7 +7,9 @@ that a new damping λ costs only what depends on λ: :func:`curvature_matrices` 
 the operators, their dense matrices and spectra (kept on the worker for the next
 call), :func:`curvature_quality` measures generalized spectra and approximation
 quality at one λ from them. Landscapes return finished figures, built once with the
-result and cached with it.
+result and cached with it. Each asks its channel between steps (one curvature, one
+matrix, one spectrum, one grid) whether to stop (:func:`~explorer.server.tasks.
+stop_if_asked`), so Stop and a closed tab end it within a step.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from explorer import landscape as scape
 from explorer.curvature.registry import curvature
 from explorer.landscape.trajectories import finite_trajectory
 from explorer.plots import contour_figure, interpolation_figure, plane_figure
+from explorer.plots.theme import plain_keys, plain_text
 from explorer.runs import History, ProblemConfig
+from explorer.server.tasks import stop_if_asked
 from explorer.spectra import (
     approximation_quality,
     dense_eigenpairs,
@@ -94,20 +98,22 @@ def curvature_matrices(
     dense: bool,
 ) -> CurvatureAnalysis:
     """Dense matrices and spectra (or Lanczos extremes when not ``dense``)."""
-    del channel
     point = _point(worker, config, theta, point_key)
     out = CurvatureAnalysis(dense=dense)
     wanted = curvatures if reference in curvatures else (*curvatures, reference)
     for key in (*wanted, "hessian"):
+        stop_if_asked(channel)
         point.operator(key)
     for key in wanted:
         if point.operator(key) is None:
             continue
         try:
             if dense:
+                stop_if_asked(channel)
                 out.matrices[key] = point.matrix(key)
             if key not in curvatures:
                 continue
+            stop_if_asked(channel)
             if key not in point.spectra:
                 point.spectra[key] = (
                     dense_eigenpairs(point.matrix(key), vectors=False)
@@ -147,9 +153,11 @@ def curvature_quality(
     ``generalized=False`` skips the generalized spectra (without dense matrices
     they are Lanczos runs with a CG solve per product: most of the cost).
     """
-    del channel
     point = _point(worker, config, theta, point_key)
-    operators = {key: point.operator(key) for key in _keys(curvatures, reference)}
+    operators = {}
+    for key in _keys(curvatures, reference):
+        stop_if_asked(channel)
+        operators[key] = point.operator(key)
     operators = {key: op for key, op in operators.items() if op is not None}
     out = CurvatureAnalysis(dense=dense)
     hessian, ref = operators.get("hessian"), operators.get(reference)
@@ -157,6 +165,7 @@ def curvature_quality(
         operator = operators.get(key)
         if operator is None:
             continue
+        stop_if_asked(channel)
         if hessian is not None and generalized:
             try:
                 out.generalized[key] = generalized_spectrum(
@@ -169,6 +178,7 @@ def curvature_quality(
             except VIEW_ERRORS as error:
                 out.errors[f"{key} (generalized)"] = str(error)
         if ref is not None:
+            stop_if_asked(channel)
             try:
                 out.qualities[key] = approximation_quality(
                     operator, ref, damping=damping
@@ -199,13 +209,13 @@ def two_parameter_figure(
     Returns:
         (figure, notes): notes say where a field or model is undefined and why.
     """
-    del channel
     problem = worker.problem(config)
     points = [finite_trajectory(run)[0] for run in runs.values()]
     box = scape.default_box(problem, torch.cat(points) if points else None)
     grid = scape.loss_grid(problem, box, resolution)
     notes: dict[str, str] = {}
     field_ = None
+    stop_if_asked(channel)
     if fields:
         field_ = scape.direction_field(
             problem, fields, damping, box, resolution=scape.ARROW_RESOLUTION
@@ -213,6 +223,7 @@ def two_parameter_figure(
         for name, (count, reason) in getattr(field_, "failures", {}).items():
             notes[f"field {name}"] = f"undefined at {count} grid points: {reason}"
     quadratic = None
+    stop_if_asked(channel)
     if models:
         center = torch.tensor(model_center, dtype=problem.dtype)
         quadratic = scape.quadratic_models(problem, center, models, damping)
@@ -225,7 +236,7 @@ def two_parameter_figure(
                 )
     figure = contour_figure(
         grid,
-        runs or None,
+        plain_keys(runs) or None,
         field=field_,
         visible_fields=fields[:1],
         models=quadratic,
@@ -252,7 +263,6 @@ def plane_figures(
     from the plane. The 1-D line goes from θ₀ to the end of the run labelled
     ``line_to`` (default: the first run with a path).
     """
-    del channel
     problem = worker.problem(config)
     figures: dict[str, Any] = {}
     paths = {
@@ -275,17 +285,19 @@ def plane_figures(
         name = "Plane of the top two Hessian eigenvectors"
     else:
         plane = None
+    stop_if_asked(channel)
     if plane is not None:
         grid = scape.plane_loss_grid(
             problem, plane, resolution=resolution, paths=trajectories, cover=cover
         )
-        figures[name] = plane_figure(plane, grid, paths or None)
+        figures[name] = plane_figure(plane, grid, plain_keys(paths) or None)
+    stop_if_asked(channel)
     if paths:
         label = line_to if line_to in paths else next(iter(paths))
         final = finite_trajectory(paths[label])[0][-1].to(problem.dtype)
         line = scape.interpolate(problem, problem.theta0, final)
         figures[f"From θ₀ to the end of {label}"] = interpolation_figure(
-            line, names=("θ₀", f"{label} end")
+            line, names=("θ₀", f"{plain_text(label)} end")
         )
     return figures
 

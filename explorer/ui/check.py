@@ -27,11 +27,13 @@ from explorer.check import (
 )
 from explorer.check.report import summary
 from explorer.curvature.registry import CURVATURES
-from explorer.plugins import PluginReport, load_plugin_file
+from explorer.plugins import PluginReport, load_private_plugin
+from explorer.problems.spec import PROBLEMS
 from explorer.server import views
 from explorer.server.tasks import PluginSources
 from explorer.ui import state
 from explorer.ui.computed import computed
+from explorer.ui.text import plain
 
 #: The server setting that enables executing uploaded or typed plugin code.
 ALLOW_UPLOAD = "EXPLORER_ALLOW_CODE_UPLOAD"
@@ -41,6 +43,7 @@ ALLOW_UPLOAD = "EXPLORER_ALLOW_CODE_UPLOAD"
 RESULT_KEY = "check_result"
 REQUEST_KEY = "check_request"
 UPLOADED_KEY = "check_uploaded_sources"
+UPLOAD_FOLDER_KEY = "check_upload_folder"
 
 UPLOAD_OFF = (
     "Uploading or typing plugin code is **off**: the code would run as Python on "
@@ -61,13 +64,26 @@ def upload_allowed() -> bool:
 
 def checkable_keys() -> list[str]:
     """Plugins first, then built-in approximations that declare a reference."""
-    plugins = [k for k, s in CURVATURES.items() if s.source != "builtin"]
+    keys = state.listed(CURVATURES)  # not another session's uploads
+    plugins = [k for k in keys if CURVATURES[k].source != "builtin"]
     builtins = [
         k
-        for k, s in CURVATURES.items()
-        if s.source == "builtin" and s.reference and s.selectable
+        for k in keys
+        if CURVATURES[k].source == "builtin"
+        and CURVATURES[k].reference
+        and CURVATURES[k].selectable
     ]
     return plugins + builtins
+
+
+def problem_keys() -> list[str]:
+    """The problems this session may check on (not another session's uploads)."""
+    return state.listed(PROBLEMS)
+
+
+def reference_keys() -> list[str]:
+    """The curvatures this session may pick as the reference."""
+    return [k for k in state.listed(CURVATURES) if CURVATURES[k].selectable]
 
 
 def describe_key(key: str) -> str:
@@ -86,16 +102,25 @@ def show_plugin_reports(reports: list[PluginReport]) -> None:
         st.caption("Loaded plugins: " + "; ".join(loaded))
 
 
+def upload_folder() -> Path:
+    """This session's private folder for uploaded plugin files: made by
+    ``tempfile.mkdtemp`` (mode 0o700, a random name), so no other session or user
+    can guess, read or replace a file in it.
+    """
+    folder = st.session_state.get(UPLOAD_FOLDER_KEY)
+    if folder is None or not Path(folder).is_dir():
+        folder = tempfile.mkdtemp(prefix="explorer-upload-")
+        st.session_state[UPLOAD_FOLDER_KEY] = folder
+    return Path(folder)
+
+
 def _load_code(text: str, name: str) -> None:
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     if st.session_state.get("check_loaded_code") == digest:
         return
-    folder = Path(tempfile.gettempdir()) / "explorer-uploads" / digest
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (Path(name).stem or "plugin")
-    path = path.with_suffix(".py")
-    path.write_text(text, encoding="utf-8")
-    report = load_plugin_file(path)
+    path = (upload_folder() / (Path(name).stem or "plugin")).with_suffix(".py")
+    # registered for this session only: the other sessions' lists leave it out
+    report = load_private_plugin(text, path, owner=state.session_id())
     if report.ok:  # the workers load it too, before this session's battery
         sources = [item for item in uploaded_sources() if item[0] != path.name]
         st.session_state[UPLOADED_KEY] = [*sources, (path.name, text)]
@@ -167,7 +192,9 @@ def uploaded_sources() -> tuple[tuple[str, str], ...]:
 def plugin_sources() -> PluginSources:
     """The app's plugins and this session's uploads, for the worker to load."""
     app = state.engine_or_stop().plugins or PluginSources()
-    return dataclasses.replace(app, uploaded=uploaded_sources())
+    return dataclasses.replace(
+        app, uploaded=uploaded_sources(), owner=state.session_id()
+    )
 
 
 def stochastic_note(key: str) -> str | None:
@@ -213,9 +240,9 @@ def show_headline(report: CheckReport) -> None:
         card = summary(curvature)
         if card.nearest:
             sentence = card.nearest[:1].upper() + card.nearest[1:]
-            st.markdown(f"#### {card.label} (`{card.key}`): {sentence}")
+            st.markdown(f"#### {plain(card.label)} (`{card.key}`): {sentence}")
         else:
-            st.markdown(f"#### {card.label} (`{card.key}`)")
+            st.markdown(f"#### {plain(card.label)} (`{card.key}`)")
         st.markdown(verdict_badges(card.chips))
         if card.coverage:
             st.caption(card.coverage)

@@ -18,6 +18,7 @@ from explorer.curvature.registry import CURVATURES
 from explorer.optimizers.rules import RULES
 from explorer.problems.spec import PROBLEM_GROUPS, PROBLEMS, ProblemSpec
 from explorer.runs import Experiment, RuleChoice
+from explorer.runs.config import MAX_LABEL_LENGTH
 from explorer.ui import state
 from explorer.ui.theory import theory_link
 from explorer.ui.urlstate import MAX_RULES
@@ -71,9 +72,10 @@ def problem_choice(key: str) -> str:
 
 def problem_controls(container: Any = st) -> tuple[str, dict[str, Any]]:
     """Problem selector (grouped) and its options; returns (key, option values)."""
+    ours = {k: PROBLEMS[k] for k in state.listed(PROBLEMS)}  # no one else's upload
     key = container.selectbox(
         "Problem",
-        grouped_problems(),
+        grouped_problems(ours),
         key=state.PROBLEM,
         format_func=problem_choice,
         help="Grouped as " + " · ".join(PROBLEM_GROUPS) + " (yours: problems from "
@@ -112,7 +114,7 @@ def run_controls(problem: str, container: Any = st) -> dict[str, Any]:
 
 
 def _curvature_option(option: ex.Option) -> ex.Option:
-    keys = tuple(k for k, spec in CURVATURES.items() if spec.selectable)
+    keys = tuple(k for k in state.listed(CURVATURES) if CURVATURES[k].selectable)
     return dataclasses.replace(option, choices=keys, kind="str")
 
 
@@ -141,8 +143,9 @@ def rule_card(rule_id: int, index: int, disabled: bool) -> RuleChoice:
             "Label",
             key=f"{prefix}.label",
             placeholder=rule,
+            max_chars=MAX_LABEL_LENGTH,
             help="Name shown in legends; lets the same rule appear twice with "
-            "different settings.",
+            f"different settings. Plain text, at most {MAX_LABEL_LENGTH} characters.",
             disabled=disabled,
         )
         st.caption(RULES[rule].description)

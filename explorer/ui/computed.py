@@ -69,6 +69,12 @@ def computed(
     if not ticket.done:
         _waiting(ticket, label or slot)
         return None
+    if ticket.result is None and ticket.stop_requested:
+        st.info(f"{label or slot}: stopped.")
+        if st.button("Compute again", key=f"again.{slot}"):
+            tickets.pop(slot, None)  # the next run submits it afresh
+            st.rerun()
+        return None
     if ticket.result is None:
         st.error(f"{label or slot}: {ticket.error}")
         return None
@@ -79,6 +85,7 @@ def computed(
 def _waiting(ticket: Ticket, label: str) -> None:
     if ticket.done:
         st.rerun()
+    state.engine_or_stop()  # each poll renews this session's lease
     place = ticket.position()
     if place is not None:
         eta = ticket.eta()
@@ -89,8 +96,14 @@ def _waiting(ticket: Ticket, label: str) -> None:
         rows = ticket.rows
         if rows and "text" in rows[-1]:
             st.progress(min(1.0, rows[-1]["step"] / 1000), text=rows[-1]["text"])
-    if st.button("Stop", key=f"stop.{label}", help="Stops this computation."):
+    if st.button(
+        "Stop",
+        key=f"stop.{label}",
+        help="Stops this computation after its current step (one curvature, one "
+        "matrix or one spectrum); what it built is kept for the next request.",
+    ):
         ticket.cancel()
+        st.rerun(scope="app")  # show "stopped" and Compute again at once
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

@@ -27,6 +27,7 @@ from explorer.server.views import CurvatureAnalysis
 from explorer.ui import pageurl, state
 from explorer.ui.computed import cached_figure, computed
 from explorer.ui.results import plot
+from explorer.ui.text import plain
 from explorer.ui.views import Point, damping_input
 
 #: Curvatures shown on a first visit (those the problem supports).
@@ -57,10 +58,13 @@ COVERAGE_ERRORS = (ValueError, ArithmeticError, RuntimeError)
 
 
 def applicable(problem: ex.Problem) -> list[str]:
-    """Curvature keys that can be built on ``problem`` (``spec.incompatibility``)."""
+    """Curvature keys that can be built on ``problem`` (``spec.incompatibility``),
+    of those this session may list (not another session's uploaded plugins).
+    """
+    specs = {key: ex.CURVATURES[key] for key in state.listed(ex.CURVATURES)}
     return [
         key
-        for key, spec in ex.CURVATURES.items()
+        for key, spec in specs.items()
         if spec.selectable and spec.incompatibility(problem) is None
     ]
 
@@ -288,16 +292,17 @@ def coverage_warnings(covered: dict[str, dict[str, str] | str]) -> list[str]:
     notes = []
     for key, coverage in covered.items():
         if isinstance(coverage, str):
-            notes.append(f"**{_label(key)}**: its coverage is unknown ({coverage}).")
+            name = plain(_label(key))
+            notes.append(f"**{name}**: its coverage is unknown ({coverage}).")
             continue
         missing = uncovered(coverage)
         if missing:
             notes.append(
-                f"**{_label(key)} leaves {len(missing)} of {len(coverage)} parameter "
-                f"tensors uncovered**: {describe_coverage(coverage)}. Their rows and "
-                "columns are zero: its heatmap is 0 there, its spectrum has one zero "
-                "eigenvalue per uncovered entry, and a damped step (C + λI)⁻¹g moves "
-                "them by g/λ. See the Coverage tab."
+                f"**{plain(_label(key))} leaves {len(missing)} of {len(coverage)} "
+                f"parameter tensors uncovered**: {describe_coverage(coverage)}. Their "
+                "rows and columns are zero: its heatmap is 0 there, its spectrum has "
+                "one zero eigenvalue per uncovered entry, and a damped step "
+                "(C + λI)⁻¹g moves them by g/λ. See the Coverage tab."
             )
     return notes
 
@@ -339,7 +344,8 @@ def show(
         elif analysis.matrices:
             labelled = {_label(k): m for k, m in analysis.matrices.items()}
             figure = cached_figure(
-                f"matrices|{point.key}|{tuple(labelled)}|{scale}",
+                f"matrices|{point.key}|{tuple(analysis.matrices)}|{tuple(labelled)}|"
+                f"{scale}",
                 lambda: matrices_figure(labelled, scale=scale, blocks=blocks),
             )
             plot(figure, "matrices")

@@ -8,7 +8,8 @@ import streamlit as st
 
 from explorer.curvature.registry import CURVATURES
 from explorer.server import views
-from explorer.ui import pageurl
+from explorer.server.limits import format_bytes
+from explorer.ui import pageurl, state
 from explorer.ui.computed import computed
 from explorer.ui.curvature_view import applicable
 from explorer.ui.results import plot
@@ -66,8 +67,27 @@ def _curvature_picker(label: str, keys: list[str], default: list[str], **kw) -> 
     return tuple(chosen)
 
 
+def grid_allowed(point: Point, resolution: int) -> bool:
+    """Whether this server computes a resolution² grid on the point's P
+    (``Limits.grid_refusal``, EXPLORER_MAX_GRID_X_P); says why not, before any
+    grid is allocated, and what the grid costs otherwise.
+    """
+    num_params = point.problem.num_params
+    refusal = state.engine_or_stop().limits.grid_refusal(resolution, num_params)
+    if refusal is not None:
+        st.error(f"Not started: {refusal}")
+        return False
+    st.caption(
+        f"Grid: {resolution} × {resolution} = {resolution**2:,} loss evaluations "
+        f"on P = {num_params:,} (θ copies: {format_bytes(resolution**2 * num_params * 8)})."
+    )
+    return True
+
+
 def show_two_parameter(point: Point, damping: float, resolution: int) -> None:
     """Contours, paths, direction fields and quadratic models (P = 2)."""
+    if not grid_allowed(point, resolution):
+        return
     keys = applicable(point.problem)
     fields = _curvature_picker(
         "Direction fields",
@@ -95,15 +115,7 @@ def show_two_parameter(point: Point, damping: float, resolution: int) -> None:
         center,
         damping,
         resolution,
-        key_parts=(
-            point.key,
-            point.runs_key,
-            fields,
-            models,
-            center,
-            damping,
-            resolution,
-        ),
+        key_parts=point.cache_key(fields, models, center, damping, resolution),
         label="Contours, paths and fields",
     )
     if result is None:
@@ -127,6 +139,8 @@ def show_two_parameter(point: Point, damping: float, resolution: int) -> None:
 
 def show_planes(point: Point, resolution: int) -> None:
     """A plane through parameter space and a 1-D interpolation (P > 2)."""
+    if not grid_allowed(point, resolution):
+        return
     if st.session_state.get("scape.kind") not in PLANES:
         st.session_state["scape.kind"] = "pca" if point.runs else "random"
     kind = st.radio(
@@ -158,7 +172,7 @@ def show_planes(point: Point, resolution: int) -> None:
         resolution,
         point.seed,
         line_to,
-        key_parts=(point.key, point.runs_key, kind, resolution, point.seed, line_to),
+        key_parts=point.cache_key(kind, resolution, point.seed, line_to),
         label="The loss on the plane",
     )
     for name, figure in (figures or {}).items():

@@ -23,7 +23,7 @@ the Compare and Curvature pages do not already do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
@@ -32,7 +32,13 @@ import explorer as ex
 from explorer.curvature.base import DENSE_LIMIT_BYTES
 from explorer.curvature.registry import CURVATURES
 from explorer.problems.spec import ProblemSpec
-from explorer.runs import Experiment
+from explorer.runs import Experiment, RunConfig
+from explorer.server.limits import (
+    RunEstimate,
+    estimate_config,
+    format_bytes,
+    format_seconds,
+)
 from explorer.ui import state
 from explorer.ui.compare import problem_group
 from explorer.ui.views import view_problem
@@ -277,5 +283,50 @@ def problem_card(experiment: Experiment, container: Any = st) -> ProblemFacts:
     problem = view_problem(experiment)
     limits = state.engine_or_stop().limits
     facts = card_facts(ex.PROBLEMS[experiment.problem], problem, limits.max_dense_p)
+    ours = set(state.listed(CURVATURES))  # not another session's uploaded plugins
+    facts = replace(
+        facts, curvatures=tuple(c for c in facts.curvatures if c.key in ours)
+    )
     show_card(facts, container)
     return facts
+
+
+def cost_text(estimates: list[RunEstimate]) -> str:
+    """What a comparison will roughly cost, in one line shown before Run.
+
+    Example:
+        >>> e = RunEstimate(2410, 5 * 2**20, 0.4)
+        >>> cost_text([e, e]).split(" (rough")[0]
+        'Estimate: about 5 MiB per run (10 MiB for all 2) and roughly 0.8 s of compute'
+    """
+    each = max(e.memory_bytes for e in estimates)
+    total = sum(e.memory_bytes for e in estimates)
+    seconds = sum(e.seconds for e in estimates)
+    return (
+        f"Estimate: about {format_bytes(each)} per run ({format_bytes(total)} for "
+        f"all {len(estimates)}) and roughly {format_seconds(seconds)} of compute "
+        "(rough: convolutions and attention take longer per parameter)."
+    )
+
+
+def run_costs(
+    experiment: Experiment, configs: list[RunConfig]
+) -> tuple[str, str | None]:
+    """(the estimate of the comparison's memory and time, why this server refuses
+    it or None), from the views' built copy of the problem (its P and N) and
+    :func:`~explorer.server.limits.estimate_config`; call it after
+    ``state.check_size``, which refuses an oversized model before it is built.
+    """
+    problem = view_problem(experiment)
+    limits = state.engine_or_stop().limits
+    estimates = [
+        estimate_config(config, problem.num_params, problem.num_examples)
+        for config in configs
+    ]
+    if not estimates:
+        return "", None
+    refusals = (
+        limits.run_refusal(c.steps, problem.num_params, e)
+        for c, e in zip(configs, estimates, strict=True)
+    )
+    return cost_text(estimates), next((r for r in refusals if r is not None), None)

@@ -15,12 +15,13 @@ from explorer.plots import (
     loss_figure,
     run_report,
 )
-from explorer.plots.theme import apply_layout, rule_color
+from explorer.plots.theme import apply_layout, plain_keys, plain_text, rule_color
 from explorer.plots.training import summary_rows
 from explorer.problems.base import Problem
 from explorer.ui import exports
 from explorer.ui.computed import cached_figure
 from explorer.ui.jobs import ComparisonJob
+from explorer.ui.text import plain
 from explorer.ui.theory import theory_link
 from explorer.ui.views import view_problem
 
@@ -83,7 +84,7 @@ def live_figure(job: ComparisonJob) -> go.Figure:
                 x=[row["step"] for row in rows],
                 y=[row["loss"] for row in rows],
                 mode="lines",
-                name=state.label,
+                name=plain_text(state.label),
                 line={"color": rule_color(state.config.rule, curvature)},
             )
         )
@@ -99,7 +100,7 @@ def live_figure(job: ComparisonJob) -> go.Figure:
 
 def progress_text(job: ComparisonJob) -> str:
     states = job.states
-    running = [s.label for s in states if s.phase == "running"]
+    running = [plain(s.label) for s in states if s.phase == "running"]
     finished = sum(s.phase in ("finished", "failed") for s in states)
     if running:
         now = "running " + ", ".join(running)
@@ -153,19 +154,20 @@ def finished_text(job: ComparisonJob) -> str:
 def status_messages(job: ComparisonJob) -> None:
     """One clear line per run that did not finish normally, with the remedy."""
     for label, error in job.failures().items():
-        st.error(f"**{label}** could not run: {error}")
+        st.error(f"**{plain(label)}** could not run: {error}")
     for label, history in job.histories().items():
         raised = int(sum(x for x in history.column("indefinite") if x == x))
         if raised:
             st.info(
-                f"**{label}** met an indefinite curvature at {raised} step(s) and went "
+                f"**{plain(label)}** met an indefinite curvature at {raised} step(s) and went "
                 "on (damping raised past the most negative eigenvalue, or a "
                 f"negative-curvature step). {theory_link('hessian', 'Why?')}"
             )
         if history.status == "ok":
             continue
         reason = STATUS_HELP.get(history.status, history.status)
-        text = f"**{label}** stopped ({history.status}: {reason}). {history.message}"
+        text = f"**{plain(label)}** stopped ({history.status}: {reason}). "
+        text += history.message
         if history.status == "indefinite":
             text += f" {theory_link('hessian', 'Why?')}"
         (st.info if history.status == "cancelled" else st.warning)(text)
@@ -196,7 +198,9 @@ def report_figures(key: str, histories: dict, problem: Problem) -> dict[str, go.
     """Every figure of a finished comparison on ``problem``, built once per ``key``
     (configs, statuses) for every session.
     """
-    return cached_figure(f"report|{key}", lambda: run_report(histories, problem))
+    return cached_figure(
+        f"report|{key}", lambda: run_report(plain_keys(histories), problem)
+    )
 
 
 def report_key(histories: dict) -> str:
@@ -242,7 +246,8 @@ def results(job: ComparisonJob) -> None:
             help="Compare methods per unit of work, not only per iteration.",
         )
         figure = cached_figure(
-            f"loss|{key}|{axis}", lambda: loss_figure(histories, x=X_AXES[axis])
+            f"loss|{key}|{axis}",
+            lambda: loss_figure(plain_keys(histories), x=X_AXES[axis]),
         )
         plot(figure, f"loss-{axis}", key="cmp.loss")
     with tabs[1]:
@@ -251,7 +256,9 @@ def results(job: ComparisonJob) -> None:
             "decrease; the band [¼, ¾] is where Levenberg–Marquardt keeps λ), α the "
             f"step size. {theory_link('updates')}"
         )
-        figure = cached_figure(f"hyper|{key}", lambda: hyperparameter_figure(histories))
+        figure = cached_figure(
+            f"hyper|{key}", lambda: hyperparameter_figure(plain_keys(histories))
+        )
         plot(figure, "damping-rho-alpha", key="cmp.hyper")
     try:  # after the loss tab, so the first charts show while these compute
         problem = view_problem(job.experiment)
@@ -290,6 +297,7 @@ def results(job: ComparisonJob) -> None:
 
 
 def figures_for_export(histories: dict) -> dict[str, go.Figure]:
+    histories = plain_keys(histories)
     return {
         "Loss per iteration": loss_figure(histories),
         "Damping, reduction ratio and step size": hyperparameter_figure(histories),

@@ -12,7 +12,7 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import streamlit as st
@@ -21,7 +21,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.optimizers.rules import RULES
 from explorer.plugins import ENV_VARIABLE
-from explorer.problems.spec import PROBLEMS
+from explorer.plugins import listed as listed_for_owner
+from explorer.problems.spec import PROBLEMS, estimate_num_params
 from explorer.runs import DEFAULT_EXPERIMENT, Experiment, RuleChoice, RunConfig
 from explorer.runs.settings import settings_options
 from explorer.server.engine import Engine, EngineUnavailable
@@ -150,6 +151,10 @@ def ensure_seeded(query: dict[str, str]) -> list[str]:
     experiment, warnings = default_experiment(), []
     if query:
         experiment, warnings = from_query(query, default_experiment())
+        refusal = size_refusal(experiment)
+        if refusal is not None:  # never build a link's oversized model
+            warnings = [*warnings, f"ignored the link's problem options: {refusal}"]
+            experiment = default_experiment()
     seed_experiment(experiment)
     st.session_state[SEEDED] = True
     st.session_state[WARNINGS] = warnings
@@ -196,13 +201,66 @@ def engine() -> Engine:
 
 
 def engine_or_stop() -> Engine:
-    """The engine, or a page that says why there is none (and stops)."""
+    """The engine, or a page that says why there is none (and stops).
+
+    Every call renews this session's lease: a page that computes is open.
+    """
     try:
-        return engine()
+        found = engine()
     except (EngineUnavailable, ValueError) as error:
         st.error(f"No compute engine: {error}")
         st.stop()
         raise  # st.stop() raises; this keeps type checkers informed
+    found.renew(session_id())
+    return found
+
+
+#: Seconds between a session's heartbeats while it has work queued or running
+#: (well within ``Limits.lease_seconds``, 60 s by default).
+HEARTBEAT_SECONDS = 10.0
+
+
+def keep_alive() -> None:
+    """While this session has work queued or running, renews its lease from a
+    fragment every :data:`HEARTBEAT_SECONDS`, on any page (a page that does not
+    poll, such as Theory, keeps a comparison started elsewhere alive); a closed tab
+    runs no fragment, so its lease runs out and its work is cancelled.
+    """
+    if SESSION not in st.session_state:
+        return  # this session never computed: nothing to keep
+    try:
+        found = engine()
+    except (EngineUnavailable, ValueError):
+        return
+    if found.dispatcher.live_groups(session_id()):
+        _heartbeat()
+
+
+@st.fragment(run_every=HEARTBEAT_SECONDS)
+def _heartbeat() -> None:
+    engine().renew(session_id())
+
+
+def size_refusal(experiment: Experiment) -> str | None:
+    """Why the experiment's problem is too large for this server, from its options
+    alone (P by arithmetic, nothing built; EXPLORER_MAX_PARAMS), or None.
+
+    Raises:
+        ValueError: an invalid problem option.
+    """
+    num_params = estimate_num_params(experiment.problem, experiment.problem_options)
+    return engine_or_stop().limits.problem_refusal(num_params)
+
+
+def check_size(experiment: Experiment) -> None:
+    """:func:`size_refusal` as an exception, for the pages' settings check.
+
+    Raises:
+        LimitExceeded: the problem is above the server's limit on P.
+    """
+    refusal = size_refusal(experiment)
+    if refusal is not None:
+        raise LimitExceeded(refusal)
 
 
 def session_id() -> str:
@@ -212,6 +270,14 @@ def session_id() -> str:
     everywhere (AppTest gives every session the same one).
     """
     return st.session_state.setdefault(SESSION, uuid.uuid4().hex)
+
+
+def listed(registry: Mapping[str, Any]) -> list[str]:
+    """The keys of ``registry`` this session may list and pick: every built-in and
+    server plugin, and the plugins this session uploaded, never another's.
+    """
+    # no id yet: this session uploaded nothing (an upload takes one)
+    return listed_for_owner(registry, st.session_state.get(SESSION))
 
 
 def alive_check(grace: float = 15.0) -> Callable[[], bool] | None:
@@ -272,7 +338,7 @@ def start_job(experiment: Experiment, configs: list[RunConfig]) -> ComparisonJob
         previous.cancel()
     refusal = engine().limits.comparison_refusal(
         len(configs), experiment.settings.steps
-    )
+    ) or size_refusal(experiment)
     if refusal is not None:
         raise LimitExceeded(refusal)
     job = ComparisonJob(

@@ -17,6 +17,7 @@ from typing import Any
 import streamlit as st
 
 from explorer.optimizers.rules import RULES
+from explorer.problems.spec import PROBLEMS
 from explorer.runs.config import RunConfig
 from explorer.runs.experiment import Experiment, RuleChoice
 from explorer.runs.runner import run
@@ -45,7 +46,9 @@ PROBE_STEPS = 3
 def sweep_controls() -> dict[str, Any]:
     """The sidebar: problem, rules, seeds and steps."""
     experiment, _ = state.compare_context()
-    problems = grouped_problems()
+    problems = grouped_problems(  # not another session's uploaded problems
+        {k: PROBLEMS[k] for k in state.listed(PROBLEMS)}
+    )
     default = (
         problems.index(experiment.problem) if experiment.problem in problems else 0
     )
@@ -61,7 +64,7 @@ def sweep_controls() -> dict[str, Any]:
     options = dict(experiment.problem_options) if experiment.problem == problem else {}
     rules = st.multiselect(
         "Optimizers",
-        list(RULES),
+        state.listed(RULES),
         default=[r for r in DEFAULT_RULES if r in RULES],
         key="sw.rules",
         format_func=lambda k: f"{RULES[k].label} ({k})",

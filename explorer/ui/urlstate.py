@@ -22,6 +22,7 @@ import torch
 from explorer.optimizers.rules import RULES
 from explorer.options import Option
 from explorer.problems.spec import PROBLEMS
+from explorer.runs.config import validate_label
 from explorer.runs.experiment import Experiment, RuleChoice
 from explorer.runs.settings import settings_options
 
@@ -208,6 +209,11 @@ def _decode_rule(
     prefix = f"r{index}."
     given = {k[len(prefix) :]: v for k, v in query.items() if k.startswith(prefix)}
     label = given.pop("label", None)
+    try:
+        validate_label(label)
+    except ValueError as error:
+        warnings.append(f"ignored {prefix}label: {error}")
+        label = None
     spec = RULES[key]
     options: dict[str, Any] = {}
     if "curvature" in given:  # decides which further options exist

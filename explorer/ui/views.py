@@ -10,18 +10,39 @@ import torch
 
 import explorer as ex
 from explorer.landscape.trajectories import theta_at
-from explorer.runs import Experiment, ProblemConfig
+from explorer.runs import Experiment, ProblemConfig, RunConfig
 from explorer.ui import state
+from explorer.ui.text import plain
 
 #: What the sidebar says while the views' comparison runs (tests wait on it).
 RUNS_PROGRESS = "Running the comparison for the paths"
+#: What the sidebar says when the Compare page's results are for other settings.
+EARLIER_RUNS = (
+    "{count} run(s) of the Compare page are for earlier settings and are not drawn "
+    "here: press **Run** on the Compare page to see the paths of these settings."
+)
+
+
+def point_key(
+    config: ProblemConfig, run: RunConfig | None = None, step: int | None = None
+) -> str:
+    """Where θ is, as text for caches: the problem's full frozen config (seed,
+    options, dtype) and θ₀, or also the full config of the run and its step.
+
+    The problem's config is part of a run's key too: the same run drawn on another
+    problem (another seed's data) is another point.
+    """
+    if run is None:
+        return f"{config!r}|theta0"
+    return f"{config!r}|{run!r}|{step}"
 
 
 @dataclass(frozen=True)
 class Point:
-    """Where to look: a problem, a point θ on it, a text key for caches, the
-    Compare page's finished runs on that problem (those that kept a trajectory), the
-    config that builds the problem (on a worker) and the experiment's seed.
+    """Where to look: a problem, a point θ on it, a text key for caches
+    (:func:`point_key`), the Compare page's finished runs of the experiment on
+    that problem (those that kept a trajectory), the config that builds the
+    problem (on a worker) and the experiment's seed.
     """
 
     problem: ex.Problem
@@ -34,8 +55,17 @@ class Point:
 
     @property
     def runs_key(self) -> str:
-        """The runs as text (their full configs and lengths), for cache keys."""
-        return "|".join(f"{h.config!r}:{len(h)}" for h in self.runs.values())
+        """The runs as text (their full configs, lengths and statuses), for cache
+        keys.
+        """
+        return "|".join(f"{h.config!r}:{len(h)}:{h.status}" for h in self.runs.values())
+
+    def cache_key(self, *view: Any) -> tuple:
+        """What identifies a view's result here: the problem's full frozen config,
+        the point (:func:`point_key`), the runs' full configs and the view's own
+        parameters ``view``; two sessions share a result only when all agree.
+        """
+        return (repr(self.config), self.key, self.runs_key, *view)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -57,15 +87,33 @@ def view_problem(experiment: Experiment) -> ex.Problem:
     return cached_problem(repr(config), config)
 
 
+def experiment_runs(
+    experiment: Experiment, histories: dict[str, ex.History]
+) -> tuple[dict[str, ex.History], int]:
+    """The finished runs that belong to ``experiment`` (their full configs are
+    among its run configs) and kept a trajectory, and how many others there were.
+
+    The Compare page keeps its last results when a setting changes (with a note),
+    but a view draws paths on the experiment's problem: a run made with another
+    seed, problem option or learning rate would be drawn on the wrong data.
+    """
+    try:
+        wanted = set(experiment.run_configs())
+    except ValueError:  # an invalid setting: the Compare page says which
+        wanted = set()
+    ours = {label: h for label, h in histories.items() if h.config in wanted}
+    paths = {label: h for label, h in ours.items() if h.trajectory is not None}
+    return paths, len(histories) - len(ours)
+
+
 def problem_and_point(container: Any = st) -> Point:
     """The Compare page's problem, and θ₀ or a step of one of its runs."""
     experiment, job = state.compare_context()
     problem = view_problem(experiment)
     config = view_config(experiment)
-    problem_key = repr(config)
     seed = experiment.settings.seed
     container.markdown(
-        f"**Problem:** {problem.label} (P = {problem.num_params:,}) — "
+        f"**Problem:** {plain(problem.label)} (P = {problem.num_params:,}) — "
         "change it on the Compare page."
     )
     if job is None:
@@ -74,9 +122,9 @@ def problem_and_point(container: Any = st) -> Point:
         _runs_progress(job)
     runs: dict[str, ex.History] = {}
     if job is not None and job.done:
-        runs = {
-            label: h for label, h in job.histories().items() if h.trajectory is not None
-        }
+        runs, earlier = experiment_runs(experiment, job.histories())
+        if earlier:
+            container.info(EARLIER_RUNS.format(count=earlier))
     choices = ["initial point θ₀", *runs]
     where = container.selectbox(
         "Point",
@@ -85,10 +133,9 @@ def problem_and_point(container: Any = st) -> Point:
         help="Look at the curvature at the starting point, or at any recorded step "
         "of a run from the Compare page.",
     )
+    start = Point(problem, problem.theta0, "θ₀", point_key(config), runs, config, seed)
     if where == choices[0] or where not in runs:
-        return Point(
-            problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs, config, seed
-        )
+        return start
     history = runs[where]
     steps = list(history.trajectory_steps)
     step = container.select_slider("Step", steps, value=steps[-1], key="view.step")
@@ -96,14 +143,12 @@ def problem_and_point(container: Any = st) -> Point:
     theta = theta.to(dtype=problem.dtype)
     if not torch.isfinite(theta).all():
         container.warning("That step has non-finite parameters; showing θ₀ instead.")
-        return Point(
-            problem, problem.theta0, "θ₀", f"{problem_key}|theta0", runs, config, seed
-        )
+        return start
     return Point(
         problem,
         theta,
         f"{where}, step {step}",
-        f"{history.config!r}|{step}",
+        point_key(config, history.config, step),
         runs,
         config,
         seed,

@@ -14,15 +14,11 @@ from explorer.server.dispatch import Task
 from explorer.server.engine import config_key
 from explorer.server.limits import LimitExceeded, Limits
 from explorer.server.tasks import PluginSources, run_task
+from tests import waiting
 
 
 def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return waiting.wait_until(predicate, timeout)
 
 
 def hold(worker, channel, name, seconds):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 
 import pytest
 
@@ -21,6 +20,12 @@ from explorer.server.engine import (
 from explorer.server.limits import Limits
 from explorer.server.store import ResultStore
 from explorer.server.tasks import PluginSources, run_task
+from tests import waiting
+
+
+def wait_until(predicate, timeout=60.0):
+    return waiting.wait_until(predicate, timeout, interval=0.05)
+
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +39,6 @@ def local():
     yield client
     client.close()
     cluster.close()
-
-
-def wait_until(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def worker_of(client, ticket):

@@ -172,6 +172,7 @@ def test_the_cli_writes_the_html_report_and_refuses_a_folder(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["html"] == str(report)
     assert "sgd: grid" in report.read_text(encoding="utf-8")
-    code = main(["sweep", "--config", str(path), "--html", str(tmp_path), "--quiet"])
-    assert code == 2
+    with pytest.raises(SystemExit) as refused:
+        main(["sweep", "--config", str(path), "--html", str(tmp_path), "--quiet"])
+    assert refused.value.code == 2
     assert "is a folder" in capsys.readouterr().err

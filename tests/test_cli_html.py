@@ -162,3 +162,20 @@ def test_a_constant_series_gets_an_explicit_range_and_short_ticks():
     stored = np.asarray(series.data[0].y, dtype=float)
     assert series.data[0].y.dtype == np.float32
     assert np.abs(stored / values - 1).max() < 6e-6  # 6 significant digits
+
+
+def test_a_label_with_markup_is_drawn_as_typed_in_the_report(tmp_path):
+    import explorer as ex
+    from explorer.plots.report import write_report
+
+    config = ex.RunConfig("linreg_2d", {}, "sgd", {}, steps=2)
+    history = ex.run(config)
+    label = '<a href="http://evil.example">me</a>'
+    page = write_report({label: history}, tmp_path / "r.html", history_problem(config))
+    text = page.read_text(encoding="utf-8")
+    # in the figures' data: the label as characters, so Plotly draws no link
+    assert '"name":"&lt;a href=' in text.replace('": "', '":"')
+
+
+def history_problem(config):
+    return config.problem_config.build()

@@ -7,6 +7,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from explorer.landscape.trajectories import as_runs, finite_trajectory, theta_at
+from explorer.plots.theme import plain_keys
 from explorer.plots.training import hyperparameter_figure, loss_figure
 
 
@@ -151,7 +152,7 @@ def write_report(
         f"{label}: {getattr(run, 'status', 'ok')}" for label, run in runs.items()
     )
     return write_html(
-        run_report(runs, problem),
+        run_report(plain_keys(runs), problem),  # labels drawn as typed, not markup
         path,
         title=title or f"Curvature Explorer: {name}",
         intro=intro,

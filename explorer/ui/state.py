@@ -193,7 +193,15 @@ def write_url(experiment: Experiment) -> None:
 
 
 # ------------------------------------------------------------------------ jobs
-@st.cache_resource(show_spinner="Starting the compute workers…")
+def _close_engine(value: Engine) -> None:
+    value.close()
+
+
+# on_release: an engine dropped from the cache (tests clear it) stops its cluster
+# and dispatcher instead of leaving their threads running old work
+@st.cache_resource(
+    show_spinner="Starting the compute workers…", on_release=_close_engine
+)
 def engine() -> Engine:
     """The server's compute engine, shared by all sessions (EXPLORER_DASK_*)."""
     sources = PluginSources(app_plugin_folder(), os.environ.get(ENV_VARIABLE, ""))

@@ -36,14 +36,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from explorer.sweeps.result import RESULT_COLUMNS, SweepResult
+from explorer.sweeps.result import NOT_OPTIONS, SweepResult
 
 #: The share of the best decrease a trial must keep to count as converged.
 TARGET_SHARE = 0.9
 #: Preferred axes of a rule's grid: across, then down.
 AXES = ("lr", "damping")
-#: Non-option columns of a sweep's frame.
-NOT_OPTIONS = frozenset({"trial_id", "rule", "seed", "reused", *RESULT_COLUMNS})
 
 
 def target_loss(result: SweepResult) -> float:

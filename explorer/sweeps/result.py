@@ -3,11 +3,12 @@
 :meth:`SweepResult.to_frame` has ``trial_id``, ``rule``, ``seed``, one column per
 swept option named as the option (NaN where a rule does not sweep it), ``status``,
 ``final_loss``, ``best_loss``, ``steps_to_target``, ``steps_run``, ``wall_time``,
-``grad_evals``, ``curvature_products`` and ``reused``; :meth:`SweepResult.curve` is
-a trial's loss per recorded step. The Parquet file keeps the rows and the curves with
-the sweep's fingerprint (its problem, steps, settings, divergence factor and target);
-a file with another fingerprint is refused, and a file is always replaced whole
-(written beside it, then renamed), never left half-written.
+``grad_evals``, ``curvature_products``, ``loss_auc`` (:func:`loss_auc`) and
+``reused``; :meth:`SweepResult.curve` is a trial's loss per recorded step. The
+Parquet file keeps the rows and the curves with the sweep's fingerprint (its problem,
+steps, settings, divergence factor and target); a file with another fingerprint is
+refused, and a file is always replaced whole (written beside it, then renamed), never
+left half-written.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ RESULT_COLUMNS = (
     "wall_time",
     "grad_evals",
     "curvature_products",
+)
+#: Columns of :meth:`SweepResult.to_frame` that are not swept options.
+NOT_OPTIONS = frozenset(
+    {"trial_id", "rule", "seed", "reused", "loss_auc", *RESULT_COLUMNS}
 )
 #: Per-trial lists, stored as JSON text: the loss curve and its recorded steps.
 LISTS = ("curve", "curve_steps")
@@ -74,9 +79,12 @@ class SweepResult:
                 record[name] = row["options"].get(name, math.nan)
             for name in RESULT_COLUMNS:
                 record[name] = row[name]
+            record["loss_auc"] = loss_auc(row)
             record["reused"] = bool(row.get("reused", False))
             records.append(record)
-        columns = ["trial_id", "rule", "seed", *options, *RESULT_COLUMNS, "reused"]
+        columns = [
+            "trial_id", "rule", "seed", *options, *RESULT_COLUMNS, "loss_auc", "reused"
+        ]  # fmt: skip
         return pd.DataFrame(records, columns=columns)
 
     def curve(self, trial_id: str) -> list[float]:
@@ -105,6 +113,24 @@ class SweepResult:
             "reused": reused,
             "failed": failed,
         }
+
+
+def loss_auc(row: Mapping[str, Any]) -> float:
+    """The area under a trial's loss curve per step: the trapezoid rule over its
+    recorded steps divided by the steps run, (1/T) ∫₀ᵀ h(θ_t) dt; +∞ for a trial
+    that did not run to its end (diverged, indefinite, error): it has no full area.
+    """
+    curve = [float(x) for x in row["curve"]]
+    steps = list(row.get("curve_steps") or range(len(curve)))
+    if row["status"] != "ok" or not all(map(math.isfinite, curve)):
+        return math.inf
+    if len(curve) < 2:
+        return curve[0] if curve else math.nan
+    area = sum(
+        (steps[i + 1] - steps[i]) * (curve[i] + curve[i + 1]) / 2
+        for i in range(len(curve) - 1)
+    )
+    return area / (steps[-1] - steps[0])
 
 
 # --------------------------------------------------------------------- files
@@ -185,11 +211,7 @@ def best_settings(frame: pd.DataFrame, by: str = "final_loss") -> pd.DataFrame:
     mean, standard deviation and the number of seeds (diverged trials count with
     their loss; trials without a finite value are left out).
     """
-    options = [
-        c
-        for c in frame.columns
-        if c not in ("trial_id", "rule", "seed", "reused", *RESULT_COLUMNS)
-    ]
+    options = [c for c in frame.columns if c not in NOT_OPTIONS]
     rows = []
     for rule, group in frame.groupby("rule", sort=False):
         swept = [c for c in options if group[c].notna().any()]

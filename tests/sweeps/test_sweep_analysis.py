@@ -11,7 +11,7 @@ import pytest
 import explorer as ex
 from explorer.cli import main
 from explorer.plots.sweeps import grid_figure, outline_segments, profile_figure
-from explorer.sweeps import SweepResult
+from explorer.sweeps import SweepResult, best_settings
 from explorer.sweeps.analysis import (
     TARGET_SHARE,
     performance_profile,
@@ -176,3 +176,18 @@ def test_the_cli_writes_the_html_report_and_refuses_a_folder(tmp_path, capsys):
         main(["sweep", "--config", str(path), "--html", str(tmp_path), "--quiet"])
     assert refused.value.code == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_the_area_under_the_curve_is_the_trapezoid_rule_per_step(moons):
+    frame = moons.to_frame()
+    for row, auc in zip(moons.rows, frame["loss_auc"], strict=True):
+        if row["status"] != "ok":
+            assert math.isinf(auc)  # stopped early: no full area
+            continue
+        expected = (
+            np.trapezoid(row["curve"], row["curve_steps"]) / row["curve_steps"][-1]
+        )
+        assert auc == pytest.approx(expected, rel=1e-12)
+    best = best_settings(frame, by="loss_auc").set_index("rule")
+    sgd = frame[frame.rule == "sgd"].groupby("lr")["loss_auc"].mean()
+    assert best.loc["sgd", "lr"] == sgd[np.isfinite(sgd)].idxmin()

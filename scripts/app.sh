@@ -3,7 +3,7 @@
 # Extra arguments go to `streamlit run`, e.g. ./scripts/app.sh --server.port 8600
 # It listens on 127.0.0.1 only (this machine); to let others reach it, say so:
 # EXPLORER_ADDRESS=0.0.0.0 ./scripts/app.sh, or ./scripts/app.sh --server.address 0.0.0.0
-# (a later --server.address wins), and read the README's "Sharing the app" first.
+# (a later --server.address wins); never with EXPLORER_ALLOW_CODE_UPLOAD=1 (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_venv.sh

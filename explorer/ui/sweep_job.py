@@ -55,6 +55,7 @@ class SweepJob(TicketJob):
         self.alive = alive
         self.tickets: list[Ticket] = []
         self.started_at: float | None = None
+        self._final: SweepResult | None = None
 
     def start(self) -> SweepJob:
         """Queues every trial (LimitExceeded above the session's job limit)."""
@@ -126,12 +127,17 @@ class SweepJob(TicketJob):
         """The trials finished so far as a :class:`~explorer.sweeps.SweepResult`
         in trial order (a trial stopped midway is left out: its loss is no result).
         """
+        if self._final is not None:
+            return self._final
         rows = [
             trial_row(trial, ticket.result, ticket.cached)
             for trial, ticket in zip(self.trials, self.tickets, strict=True)
             if ticket.phase == FINISHED and _worth_keeping(ticket.result)
         ]
-        return SweepResult(self.config, rows)
+        result = SweepResult(self.config, rows)
+        if self.done:  # nothing changes any more: the page's reruns reuse it
+            self._final = result
+        return result
 
     def failures(self) -> list[str]:
         """One line per trial that failed on its worker."""

@@ -36,6 +36,7 @@ from explorer.ui.results import plot
 from explorer.ui.sweep_job import SweepJob
 
 JOB = "sweep.job"
+DOWNLOADS = "sweep.downloads"  # (job, its files): built once per finished sweep
 #: Rules offered first: Kunstner et al.'s tuned comparison.
 DEFAULT_RULES = ("sgd", "natural_gradient", "ef_natural_gradient")
 #: Steps of the probe that measures a step's time per rule.
@@ -94,20 +95,15 @@ def _axis(rule: str, name: str, low: float, high: float, count: int) -> list[flo
     """A log-spaced grid of one option (from, to, points) in three columns."""
     spec = next(o for o in RULES[rule].options if o.name == name)
     cols = st.columns(3)
-    start = cols[0].number_input(
-        f"{name} from",
-        min_value=1e-12,
-        value=low,
-        format="%g",
-        key=f"sw.{rule}.{name}.lo",
-    )
-    stop = cols[1].number_input(
-        f"{name} to",
-        min_value=1e-12,
-        value=high,
-        format="%g",
-        key=f"sw.{rule}.{name}.hi",
-    )
+    start, stop = (
+        column.number_input(
+            f"{name} {end}", min_value=1e-12, value=value, format="%g",
+            key=f"sw.{rule}.{name}.{suffix}",
+        )
+        for column, end, value, suffix in (
+            (cols[0], "from", low, "lo"), (cols[1], "to", high, "hi")
+        )
+    )  # fmt: skip
     points = cols[2].number_input(
         f"{name} points", 1, 41, count, key=f"sw.{rule}.{name}.n", help=spec.help
     )
@@ -349,38 +345,43 @@ def tuned_experiment(config: SweepConfig, runs) -> Experiment:
 
 
 def downloads(job: SweepJob) -> None:
+    """The finished sweep's files; built once per job (the HTML report draws every
+    figure), not on every rerun of the page.
+    """
+    held = st.session_state.get(DOWNLOADS)
+    if held is None or held[0] is not job:
+        held = (job, _files(job))
+        st.session_state[DOWNLOADS] = held
+    for column, (label, (data, name, mime, help_text)) in zip(
+        st.columns(len(held[1])), held[1].items(), strict=True
+    ):
+        column.download_button(label, data, name, mime, help=help_text)
+
+
+def _files(job: SweepJob) -> dict[str, tuple[Any, str, str, str | None]]:
+    """``{label: (data, file name, MIME type, help)}`` of the downloads."""
     result = job.result()
-    frame = result.to_frame()
     slug = f"sweep-{job.config.problem}"
-    columns = st.columns(5)
-    columns[0].download_button(
-        "Parquet",
-        _parquet(result),
-        f"{slug}.parquet",
-        "application/octet-stream",
-        help="Every trial with its curve: `python -m explorer sweep --out` resumes "
-        "from it.",
-    )
-    columns[1].download_button(
-        "CSV", frame.to_csv(index=False), f"{slug}.csv", "text/csv"
-    )
-    columns[2].download_button(
-        "JSON",
-        json.dumps([_json_row(r) for r in result.rows], indent=1),
-        f"{slug}.json",
-        "application/json",
-    )
-    columns[3].download_button(
-        "HTML report", sweep_html(result), f"{slug}.html", "text/html"
-    )
-    columns[4].download_button(
-        "sweep.toml",
-        config_toml(job.config),
-        "sweep.toml",
-        "text/plain",
-        help="Reruns this sweep: python -m explorer sweep --config sweep.toml "
-        "--dask local:4 --out results.parquet",
-    )
+    rows = [_json_row(r) for r in result.rows]
+    return {
+        "Parquet": (
+            _parquet(result),
+            f"{slug}.parquet",
+            "application/octet-stream",
+            "Every trial with its curve: `python -m explorer sweep --out` resumes "
+            "from it.",
+        ),
+        "CSV": (result.to_frame().to_csv(index=False), f"{slug}.csv", "text/csv", None),
+        "JSON": (json.dumps(rows, indent=1), f"{slug}.json", "application/json", None),
+        "HTML report": (sweep_html(result), f"{slug}.html", "text/html", None),
+        "sweep.toml": (
+            config_toml(job.config),
+            "sweep.toml",
+            "text/plain",
+            "Reruns this sweep: python -m explorer sweep --config sweep.toml "
+            "--dask local:4 --out results.parquet",
+        ),
+    }
 
 
 def _parquet(result) -> bytes:

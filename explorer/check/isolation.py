@@ -31,8 +31,10 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import time
 import traceback
+import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,9 @@ _USAGE = "usage"
 #: The label of the job that checks keys no plugin file registered.
 BUILTINS = "built-in curvatures"
 
+#: Serializes :func:`_without_caller_main` between threads starting children.
+_MAIN_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -80,6 +85,32 @@ def _context():
         context.set_forkserver_preload(["explorer.check.isolation"])
         return context
     return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def _without_caller_main():
+    """Hides the caller's ``__main__`` from the child that starts meanwhile.
+
+    A forkserver or spawn child first re-runs the parent's main module (by name or
+    by ``__file__``) so that functions defined there can be unpickled. The child's
+    target lives in this module, so that is never needed, and it is harmful: the
+    main module may be a script without a ``__main__`` guard, a notebook, or a
+    Streamlit page that a test or the app ran in this process (Streamlit installs
+    each page as ``__main__``), and re-running it in the child crashed the child
+    before the check began. Multiprocessing skips that step for a main module
+    with neither ``__spec__`` nor ``__file__``, so a bare one stands in while the
+    child is launched; the real one is put back unless another thread installed a
+    new one meanwhile.
+    """
+    with _MAIN_LOCK:
+        caller = sys.modules.get("__main__")
+        stand_in = types.ModuleType("__main__")
+        sys.modules["__main__"] = stand_in
+        try:
+            yield
+        finally:
+            if sys.modules.get("__main__") is stand_in and caller is not None:
+                sys.modules["__main__"] = caller
 
 
 def _child(connection, job: _Job) -> None:
@@ -177,7 +208,8 @@ def _run_job(
     process = context.Process(
         target=_child, args=(writer, job), name=f"check {name}", daemon=True
     )
-    process.start()
+    with _without_caller_main():
+        process.start()
     writer.close()  # only the child writes: its exit is our end of file
     outcome = _Outcome()
     deadline = time.monotonic() + STARTUP_SECONDS

@@ -124,3 +124,27 @@ def test_check_isolated_validates_before_starting_anything(tmp_path):
         check_isolated(keys=["kfac"], timeout=0)
     with pytest.raises(ValueError, match="pass a plugin file"):
         check_isolated()
+
+
+def test_the_child_does_not_rerun_the_callers_main_module(tmp_path, monkeypatch):
+    """A caller whose ``__main__`` is a script without a main guard (or a Streamlit
+    page run in this process, as the app tests do) must not have that script
+    re-run in each child: it crashed the child before the check began (CI, stop 22).
+    """
+    import types
+
+    from explorer.check.isolation import check_isolated
+    from explorer.check.settings import CheckSettings
+
+    script = tmp_path / "caller.py"
+    script.write_text("raise RuntimeError('the caller script ran again')\n")
+    caller = types.ModuleType("__main__")
+    caller.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", caller)
+    plugin = tmp_path / "good.py"
+    plugin.write_text(textwrap.dedent(GOOD), encoding="utf-8")
+    settings = CheckSettings(problems=("linreg_2d",), steps=2, race=False)
+    report = check_isolated([plugin], settings=settings, timeout=120)
+    assert [s["status"] for s in report.sources] == ["ok"], report.sources
+    assert [c.key for c in report.curvatures] == ["t_good"]
+    assert sys.modules["__main__"] is caller  # put back after the launch

@@ -150,7 +150,9 @@ def ensure_seeded(query: dict[str, str]) -> list[str]:
         return st.session_state.get(WARNINGS, [])
     experiment, warnings = default_experiment(), []
     if query:
-        experiment, warnings = from_query(query, default_experiment())
+        # another session's uploads are unknown here, as in this session's lists
+        owner = st.session_state.get(SESSION)
+        experiment, warnings = from_query(query, default_experiment(), owner=owner)
         refusal = size_refusal(experiment)
         if refusal is not None:  # never build a link's oversized model
             warnings = [*warnings, f"ignored the link's problem options: {refusal}"]

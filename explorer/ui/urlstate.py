@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
+from explorer.curvature.registry import CURVATURES
 from explorer.optimizers.rules import RULES
 from explorer.options import Option
+from explorer.plugins import visible
 from explorer.problems.spec import PROBLEMS
 from explorer.runs.config import validate_label
 from explorer.runs.experiment import Experiment, RuleChoice
@@ -104,6 +106,7 @@ def from_query(
     default: Experiment,
     *,
     page_keys: tuple[str, ...] = (),
+    owner: str | None = None,
 ) -> tuple[Experiment, list[str]]:
     """The experiment a link describes, falling back to ``default`` piece by piece.
 
@@ -113,13 +116,16 @@ def from_query(
         page_keys: Parameters a page reads itself (its view state: ``v.…``, a
             preset key); every other parameter this codec does not know is
             reported.
+        owner: The session reading the link. A problem or curvature that another
+            session uploaded is unknown to it, as in its lists: a hand-typed link
+            must not run someone else's code (:func:`explorer.plugins.visible`).
 
     Returns:
         (experiment, warnings): every ignored parameter gets one warning line.
     """
     warnings: list[str] = []
     problem = query.get("problem", default.problem)
-    if problem not in PROBLEMS:
+    if problem not in PROBLEMS or not _ours(PROBLEMS[problem], owner):
         warnings.append(f"ignored unknown problem {problem!r}")
         problem = default.problem
     problem_options = {} if "problem" in query else dict(default.problem_options)
@@ -143,7 +149,7 @@ def from_query(
             if len(rules) >= MAX_RULES:
                 warnings.append(f"kept the first {MAX_RULES} rules")
                 break
-            rules.append(_decode_rule(key, index, query, warnings))
+            rules.append(_decode_rule(key, index, query, warnings, owner))
     warnings.extend(_orphan_rule_parameters(query))
     run_options = {} if "problem" in query else dict(default.run_options)
     for option in settings_options(problem):
@@ -156,6 +162,11 @@ def from_query(
         if not _known(key, page_keys):
             warnings.append(f"ignored unknown parameter {key!r}")
     return Experiment(problem, problem_options, tuple(rules), run_options), warnings
+
+
+def _ours(spec: Any, owner: str | None) -> bool:
+    """Whether a registered problem or curvature is listed for ``owner``."""
+    return visible(getattr(spec, "source", ""), owner)
 
 
 def _known(key: str, page_keys: tuple[str, ...]) -> bool:
@@ -204,7 +215,7 @@ def _device_warning(run_options: dict[str, Any]) -> list[str]:
 
 
 def _decode_rule(
-    key: str, index: int, query: Mapping[str, str], warnings
+    key: str, index: int, query: Mapping[str, str], warnings, owner: str | None
 ) -> RuleChoice:
     prefix = f"r{index}."
     given = {k[len(prefix) :]: v for k, v in query.items() if k.startswith(prefix)}
@@ -216,11 +227,15 @@ def _decode_rule(
         label = None
     spec = RULES[key]
     options: dict[str, Any] = {}
-    if "curvature" in given:  # decides which further options exist
-        curvature_option = _option(spec.options, "curvature")
-        if curvature_option is not None:
+    curvature_option = _option(spec.options, "curvature")
+    if "curvature" in given and curvature_option is not None:
+        # decides which further options exist
+        text = given.pop("curvature")
+        if text in CURVATURES and not _ours(CURVATURES[text], owner):
+            warnings.append(f"ignored rule {key} curvature={text!r}: unknown curvature")
+        else:
             options["curvature"] = _decode(
-                curvature_option, given.pop("curvature"), warnings, f"rule {key}"
+                curvature_option, text, warnings, f"rule {key}"
             )
     try:
         schema = spec.schema(options)

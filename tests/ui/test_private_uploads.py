@@ -35,6 +35,14 @@ CODE = textwrap.dedent(
     """
 )
 
+PROBLEM_KEY = "test_private_problem"
+#: The example plugin problem under a key of its own (uploaded by one session).
+PROBLEM_CODE = (
+    (ROOT / "examples" / "plugins" / "digits_convnet.py")
+    .read_text(encoding="utf-8")
+    .replace('key="digits_convnet"', f'key="{PROBLEM_KEY}"')
+)
+
 
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch):
@@ -44,8 +52,9 @@ def _clean(monkeypatch):
     st.cache_resource.clear()
     yield
     for registry in (ex.CURVATURES, ex.PROBLEMS):
-        if KEY in registry:
-            registry.unregister(KEY)
+        for key in (KEY, PROBLEM_KEY):
+            if key in registry:
+                registry.unregister(key)
 
 
 def _check_page() -> AppTest:
@@ -136,3 +145,47 @@ def test_an_edited_upload_replaces_its_own_registration(tmp_path):
     assert ex.CURVATURES[KEY].label == "private Fisher, edited"
     assert listed(ex.CURVATURES, "s1").count(KEY) == 1
     assert KEY not in listed(ex.CURVATURES, "s2")
+
+
+def test_a_link_naming_another_sessions_upload_is_ignored(tmp_path):
+    """A hand-typed link with another session's problem or curvature key gets the
+    warnings an unknown key gets, never that session's code (it is not in the
+    reader's lists either); the uploader's own link keeps both."""
+    from explorer.runs.experiment import Experiment, RuleChoice
+    from explorer.ui.urlstate import from_query
+
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    assert load_private_plugin(CODE, folder / "curvature.py", owner="s1").ok
+    assert load_private_plugin(PROBLEM_CODE, folder / "problem.py", owner="s1").ok
+    default = Experiment(problem="linreg_2d", rules=(RuleChoice("sgd"),))
+    link = {"problem": PROBLEM_KEY, "rules": "precondition", "r0.curvature": KEY}
+
+    for owner in ("s2", None):
+        experiment, warnings = from_query(link, default, owner=owner)
+        assert experiment.problem == "linreg_2d"
+        assert experiment.rules[0].rule == "precondition"
+        assert "curvature" not in experiment.rules[0].options
+        assert f"ignored unknown problem {PROBLEM_KEY!r}" in warnings
+        assert (
+            f"ignored rule precondition curvature={KEY!r}: unknown curvature"
+            in warnings
+        )
+
+    mine, warnings = from_query(link, default, owner="s1")
+    assert warnings == []
+    assert mine.problem == PROBLEM_KEY
+    assert mine.rules[0].options["curvature"] == KEY
+
+
+def test_the_app_opened_on_another_sessions_upload_link_falls_back():
+    a = _check_page()
+    _paste(a, CODE)
+    b = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    b.query_params.update(
+        {"problem": "linreg_2d", "rules": "precondition", "r0.curvature": KEY}
+    )
+    b.run()
+    assert not b.exception
+    shown = " ".join(w.value for w in b.warning)
+    assert f"curvature={KEY!r}: unknown curvature" in shown
+    assert b.session_state["cmp.experiment"].rules[0].options.get("curvature") != KEY

@@ -113,3 +113,26 @@ def test_trajectory_plan():
     assert trajectory_plan(10, 10_000_000) == [0, 10]  # never fewer than two
     with pytest.raises(ValueError):
         trajectory_plan(-1, 3)
+
+
+def test_same_as_is_exact_unless_given_a_relative_tolerance(histories):
+    history = histories["sgd"]
+    metrics = {name: list(values) for name, values in history.metrics.items()}
+    metrics["loss"][2] *= 1 + 1e-14  # one rounding-level change
+
+    def with_(metrics, trajectory):
+        return History(history.config, "sgd", history.label, history.status,
+                       history.message, metrics, trajectory,
+                       history.trajectory_steps)  # fmt: skip
+
+    nudged = with_(metrics, history.trajectory)
+    assert not nudged.same_as(history)
+    assert nudged.same_as(history, rtol=1e-12)
+    assert not nudged.same_as(history, rtol=1e-15)
+    moved = with_(history.metrics, history.trajectory * (1 + 1e-13))
+    assert not moved.same_as(history) and moved.same_as(history, rtol=1e-12)
+    nan_rho = {name: list(values) for name, values in history.metrics.items()}
+    nan_rho["rho"][1] = math.nan
+    assert with_(nan_rho, history.trajectory).same_as(
+        with_(nan_rho, history.trajectory)
+    )

@@ -213,10 +213,17 @@ class History:
         frame["step"] = frame["step"].astype("int64")
         return frame
 
-    def same_as(self, other: History, ignore: Iterable[str] = ("wall_time",)) -> bool:
+    def same_as(
+        self,
+        other: History,
+        ignore: Iterable[str] = ("wall_time",),
+        rtol: float = 0.0,
+    ) -> bool:
         """Whether two runs produced identical records (timings ignored).
 
-        Floats compare exactly, with NaN equal to NaN.
+        Floats compare exactly, with NaN equal to NaN; with ``rtol > 0`` they may
+        differ by that relative amount (a run saved on another CPU: vectorized
+        reductions round differently on AVX2 and AVX-512, by about 1e-16 a step).
         """
         skip = set(ignore)
         if (self.status, self.message, self.label, self.rule) != (
@@ -231,13 +238,17 @@ class History:
                 continue
             a = np.asarray(self.metrics[name], dtype=float)
             b = np.asarray(other.metrics[name], dtype=float)
-            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=True):
+            if a.shape != b.shape or not np.allclose(
+                a, b, rtol=rtol, atol=0.0, equal_nan=True
+            ):
                 return False
         if self.trajectory_steps != other.trajectory_steps:
             return False
-        if (self.trajectory is None) != (other.trajectory is None):
+        if self.trajectory is None or other.trajectory is None:
+            return self.trajectory is None and other.trajectory is None
+        if self.trajectory.shape != other.trajectory.shape:
             return False
-        return self.trajectory is None or torch.equal(self.trajectory, other.trajectory)
+        return torch.allclose(self.trajectory, other.trajectory, rtol=rtol, atol=0.0)
 
     # ---------------------------------------------------------------- encoding
     def to_dict(self) -> dict[str, Any]:
